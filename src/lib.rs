@@ -1,0 +1,12 @@
+//! NeuronMap: a terminal dashboard for GPU machines that run neural-network analysis jobs.
+//!
+//! The library is split by part of the design (see DESIGN.md in the README):
+//! - [`telemetry`]: GPU (NVML or a replayed trace) and host (sysinfo) sampling, histories.
+//! - [`config`]: the config file.
+//! - [`tui`]: the dashboard (ratatui); only this and [`cli`] know about terminals.
+//! - [`cli`]: the subcommands, each a thin layer over the library calls above.
+
+pub mod cli;
+pub mod config;
+pub mod telemetry;
+pub mod tui;

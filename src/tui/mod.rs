@@ -1,0 +1,1 @@
+//! The dashboard: state, event loop, layout and panels (ratatui + crossterm).
