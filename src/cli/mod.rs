@@ -1,8 +1,13 @@
 //! Command-line interface: argument structs and output formatting only. Each subcommand lives in
 //! its own file and calls the same library functions as the dashboard.
 
+pub mod record;
+pub mod snapshot;
+
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -52,7 +57,12 @@ pub struct GlobalArgs {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Print one frame (GPUs, host, GPU processes) as text or JSON and exit.
+    Snapshot(snapshot::SnapshotArgs),
+    /// Record samples to a JSON-lines trace for `--replay`.
+    Record(record::RecordArgs),
+}
 
 /// Runs the parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
@@ -66,8 +76,63 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let _config = Config::load(cli.global.config.as_deref())?;
-    match cli.command {
+    let config = Config::load(cli.global.config.as_deref())?;
+    if !(cli.global.speed.is_finite() && cli.global.speed > 0.0) {
+        anyhow::bail!(
+            "--speed must be a positive number, got {}",
+            cli.global.speed
+        );
+    }
+    match &cli.command {
         None => Ok(ExitCode::SUCCESS),
+        Some(Command::Snapshot(args)) => snapshot::run(args, &cli.global, &config),
+        Some(Command::Record(args)) => record::run(args, &cli.global, &config),
+    }
+}
+
+/// The sample interval: `--interval` if given, else the config's; both limited to 100 ms..60 s.
+pub fn sample_interval(global: &GlobalArgs, config: &Config) -> anyhow::Result<Duration> {
+    let ms = global.interval.unwrap_or(config.telemetry.interval_ms);
+    anyhow::ensure!(
+        (100..=60_000).contains(&ms),
+        "--interval must be between 100 and 60000 milliseconds, got {ms}"
+    );
+    Ok(Duration::from_millis(ms))
+}
+
+/// Writes to stdout; a closed pipe (`neuronmap snapshot | head -1`) is not an error.
+pub fn print_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP, as one async stream of "please stop".
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers (must run inside a tokio runtime).
+    pub fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves when any of the signals arrives.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
