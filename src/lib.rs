@@ -9,5 +9,6 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod paths;
 pub mod telemetry;
 pub mod tui;

@@ -86,7 +86,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         None => Ok(ExitCode::SUCCESS),
         Some(Command::Snapshot(args)) => snapshot::run(args, &cli.global, &config),
-        Some(Command::Record(args)) => record::run(args, &cli.global, &config),
+        Some(Command::Record(args)) => {
+            crate::paths::init_file_logging();
+            record::run(args, &cli.global, &config)
+        }
     }
 }
 
