@@ -79,3 +79,75 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::model::{DriverInfo, GpuHealth, GpuStatic};
+    use crate::telemetry::synthetic;
+
+    /// Two GPUs; the second is lost on the second tick only.
+    struct Flaky {
+        tick: usize,
+        devices: Vec<GpuStatic>,
+    }
+
+    impl GpuSource for Flaky {
+        fn driver(&self) -> DriverInfo {
+            synthetic::driver()
+        }
+        fn devices(&self) -> Vec<GpuStatic> {
+            self.devices.clone()
+        }
+        fn sample(&mut self) -> Vec<GpuSample> {
+            self.tick += 1;
+            let mut out = synthetic::frames(2, 1, 1000, self.tick as u64)
+                .remove(0)
+                .gpus;
+            // Report this very process as the first GPU's user so the host probe looks it up.
+            out[0].processes[0].pid = std::process::id();
+            if self.tick == 2 {
+                out[1] = GpuSample::lost(1, "GPU is lost");
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn a_lost_gpu_is_reported_while_the_others_keep_updating() {
+        let flaky = Flaky {
+            tick: 0,
+            devices: synthetic::devices(2),
+        };
+        let mut live = LiveSource::with_gpus(Box::new(flaky)).unwrap();
+        let mut frames = Vec::new();
+        for _ in 0..3 {
+            match live.next_tick() {
+                Tick::Frame { frame, wait } => {
+                    assert_eq!(wait, None, "live sources use the configured interval");
+                    frames.push(*frame);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            frames[1].gpus[1].health,
+            GpuHealth::Lost {
+                reason: "GPU is lost".into()
+            }
+        );
+        assert_eq!(frames[1].gpus[0].health, GpuHealth::Ok);
+        assert!(frames[1].gpus[0].utilization_gpu_percent.is_some());
+        assert_eq!(
+            frames[2].gpus[1].health,
+            GpuHealth::Ok,
+            "the GPU comes back"
+        );
+        // The host half is real: this process was looked up by pid.
+        let me = std::process::id();
+        assert!(frames[0].host.processes.iter().any(|p| p.pid == me));
+        assert!(frames
+            .windows(2)
+            .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms));
+    }
+}

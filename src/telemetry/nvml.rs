@@ -11,6 +11,7 @@ use std::ffi::OsStr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use nvml_wrapper::bitmasks::device::ThrottleReasons;
 use nvml_wrapper::enum_wrappers::device::{
     Clock, EccCounter, MemoryError, PcieUtilCounter, TemperatureSensor,
 };
@@ -232,13 +233,7 @@ impl Slot {
         })?;
         s.throttle_reasons = self
             .read(Field::Throttle, |d| d.current_throttle_reasons())?
-            .map(|reasons| {
-                reasons
-                    .iter_names()
-                    .filter(|(name, _)| *name != "NONE")
-                    .map(|(name, _)| name.to_ascii_lowercase())
-                    .collect()
-            });
+            .map(throttle_names);
         let compute = self
             .read(Field::ComputeProcesses, |d| d.running_compute_processes())?
             .unwrap_or_default();
@@ -281,6 +276,15 @@ fn merge_processes(compute: &[ProcessInfo], graphics: &[ProcessInfo]) -> Vec<Gpu
     }
     out.sort_by_key(|p| p.pid);
     out
+}
+
+/// NVML's active throttle / event reason flags as snake-case names (`sw_power_cap`, ...).
+fn throttle_names(reasons: ThrottleReasons) -> Vec<String> {
+    reasons
+        .iter_names()
+        .filter(|(name, _)| *name != "NONE")
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .collect()
 }
 
 /// Formats NVML's CUDA driver version integer (`12040`) as `12.4`.
@@ -460,6 +464,14 @@ mod tests {
         assert_eq!(cuda_version_string(12040), "12.4");
         assert_eq!(cuda_version_string(13000), "13.0");
         assert_eq!(cuda_version_string(11080), "11.8");
+    }
+
+    #[test]
+    fn throttle_flags_become_snake_case_names() {
+        let names = throttle_names(ThrottleReasons::SW_POWER_CAP | ThrottleReasons::HW_SLOWDOWN);
+        assert_eq!(names, vec!["sw_power_cap", "hw_slowdown"]);
+        assert!(throttle_names(ThrottleReasons::NONE).is_empty());
+        assert_eq!(throttle_names(ThrottleReasons::GPU_IDLE), vec!["gpu_idle"]);
     }
 
     #[test]
