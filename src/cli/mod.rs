@@ -66,8 +66,11 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let _config = Config::load(cli.global.config.as_deref())?;
+    let config = Config::load(cli.global.config.as_deref())?;
     match cli.command {
-        None => Ok(ExitCode::SUCCESS),
+        None => {
+            crate::tui::run(&cli.global, &config)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
