@@ -200,7 +200,8 @@ pub fn compute(area: Rect, content: Content) -> Screen {
 /// Chooses full panels or compact rows, and the band's height.
 fn gpu_band(body: Rect, gpus: usize, lower_min: u16) -> (GpuMode, u16) {
     if gpus == 0 {
-        return (GpuMode::Reason, 3);
+        // Room for a reason that wraps once (library errors are long).
+        return (GpuMode::Reason, 4);
     }
     let columns = (body.width / FULL_GPU_MIN_WIDTH).clamp(1, gpus as u16);
     let grid_rows = (gpus as u16).div_ceil(columns);

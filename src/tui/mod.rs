@@ -98,3 +98,6 @@ pub fn run(global: &GlobalArgs, config: &Config) -> anyhow::Result<()> {
     drop(sampler);
     result.map_err(Into::into)
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::{gauge_spans, panel_block};
@@ -37,7 +37,9 @@ fn draw_reason(frame: &mut Frame, area: Rect, app: &App) {
     };
     let block = panel_block(app, Panel::Gpus, Line::from(" GPUs "));
     frame.render_widget(
-        Paragraph::new(Line::from(Span::styled(text, app.theme.level(level)))).block(block),
+        Paragraph::new(Line::from(Span::styled(text, app.theme.level(level))))
+            .wrap(Wrap { trim: true })
+            .block(block),
         area,
     );
 }
@@ -99,13 +101,12 @@ fn memory_text(device: &GpuStatic, sample: &GpuSample) -> String {
 }
 
 fn power_text(device: &GpuStatic, sample: &GpuSample) -> String {
-    let draw = sample
-        .power_draw_watts
-        .map_or_else(|| NA.to_string(), |w| format!("{w:.0}"));
-    let limit = device
-        .power_limit_watts
-        .map_or_else(|| NA.to_string(), |w| format!("{w:.0}"));
-    format!("{draw}/{limit}W")
+    match (sample.power_draw_watts, device.power_limit_watts) {
+        (Some(draw), Some(limit)) => format!("{draw:.0}/{limit:.0}W"),
+        (Some(draw), None) => format!("{draw:.0}W"),
+        (None, Some(limit)) => format!("{NA}/{limit:.0}W"),
+        (None, None) => NA.to_string(),
+    }
 }
 
 fn padded(text: String, width: usize) -> String {
