@@ -30,7 +30,7 @@ fn frames() -> Vec<Frame> {
             last.gpus[gpu].processes.push(GpuProcess {
                 pid,
                 kind: ProcessKind::Compute,
-                gpu_memory_bytes: Some((i as u64 + 1) * 64 << 20),
+                gpu_memory_bytes: Some(((i as u64 + 1) * 64) << 20),
             });
             last.host.processes.push(HostProcess {
                 pid,

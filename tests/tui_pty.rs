@@ -51,7 +51,12 @@ impl Session {
         cmd.cwd(home.path());
         cmd.env("TERM", "xterm-256color");
         cmd.env("HOME", home.path());
-        for var in ["XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"] {
+        for var in [
+            "XDG_CONFIG_HOME",
+            "XDG_STATE_HOME",
+            "XDG_DATA_HOME",
+            "XDG_CACHE_HOME",
+        ] {
             cmd.env(var, home.path().join(var.to_lowercase()));
         }
         cmd.env_remove("NEURONMAP_CONFIG");
@@ -165,7 +170,9 @@ fn dashboard_replays_answers_keys_survives_resizes_and_restores_the_terminal() {
 
     // Taller: every process row and the full host panel fit.
     s.resize(120, 40);
-    s.wait_for("the 120x40 layout", |t| t.contains("40700") && t.contains("SWAP"));
+    s.wait_for("the 120x40 layout", |t| {
+        t.contains("40700") && t.contains("SWAP")
+    });
     s.resize(80, 24);
     s.wait_for("the 80x24 layout again", |t| {
         !t.contains("SWAP") && t.contains("SWP") && all_gpu_rows(t)

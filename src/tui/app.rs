@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 use ratatui::layout::Rect;
 
 use super::layout::{self, Content, Dashboard, GpuMode, Panel, Screen};
@@ -450,7 +452,10 @@ impl App {
         if row.uid != Some(self.viewer_uid) {
             let owner = row.user.clone().unwrap_or_else(|| "an unknown user".into());
             self.set_status(
-                format!("kill refused: pid {} belongs to {owner}, not to you", row.pid),
+                format!(
+                    "kill refused: pid {} belongs to {owner}, not to you",
+                    row.pid
+                ),
                 Level::Warn,
             );
             return None;
@@ -476,7 +481,11 @@ impl App {
                     Signal::Kill => "",
                 };
                 self.set_status(
-                    format!("sent {} to pid {}{hint}", request.signal.name(), request.pid),
+                    format!(
+                        "sent {} to pid {}{hint}",
+                        request.signal.name(),
+                        request.pid
+                    ),
                     Level::Good,
                 );
             }

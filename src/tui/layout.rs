@@ -304,7 +304,14 @@ mod tests {
 
     #[test]
     fn panels_never_overlap_or_leave_the_screen() {
-        for (w, h, gpus) in [(60, 16, 8), (80, 24, 1), (80, 24, 8), (200, 60, 8), (300, 100, 16), (61, 17, 0)] {
+        for (w, h, gpus) in [
+            (60, 16, 8),
+            (80, 24, 1),
+            (80, 24, 8),
+            (200, 60, 8),
+            (300, 100, 16),
+            (61, 17, 0),
+        ] {
             let d = dashboard(w, h, gpus);
             let screen = Rect::new(0, 0, w, h);
             for (i, a) in d.placements.iter().enumerate() {
@@ -347,10 +354,7 @@ mod tests {
     fn click_position_finds_its_panel() {
         let d = dashboard(80, 24, 8);
         let procs = d.area_of(Panel::Processes).unwrap();
-        assert_eq!(
-            d.panel_at(procs.x + 1, procs.y + 1),
-            Some(Panel::Processes)
-        );
+        assert_eq!(d.panel_at(procs.x + 1, procs.y + 1), Some(Panel::Processes));
         assert_eq!(d.panel_at(0, 0), None);
     }
 }

@@ -164,7 +164,10 @@ fn snapshot_eight_gpus_80x24() {
     let mut app = app_with(replay_origin("synthetic-8gpu.jsonl"), false, frames);
     let screen = text(&render(&mut app, 80, 24));
     for i in 0..8 {
-        assert!(screen.contains(&format!(" {i} H100")), "GPU {i} missing:\n{screen}");
+        assert!(
+            screen.contains(&format!(" {i} H100")),
+            "GPU {i} missing:\n{screen}"
+        );
     }
     insta::assert_snapshot!(screen);
 }
@@ -180,7 +183,10 @@ fn snapshot_eight_gpus_200x60() {
 fn snapshot_no_driver() {
     let mut app = app_with(Origin::Live, false, [no_driver_frame()]);
     let screen = text(&render(&mut app, 80, 24));
-    assert!(screen.contains("No GPUs: a libloading error occurred"), "{screen}");
+    assert!(
+        screen.contains("No GPUs: a libloading error occurred"),
+        "{screen}"
+    );
     assert!(screen.contains("CPU"), "host panel still drawn:\n{screen}");
     insta::assert_snapshot!(screen);
 }
@@ -205,7 +211,10 @@ fn snapshot_lost_gpu_full_panel() {
         frames_with_lost_gpu(),
     );
     let screen = text(&render(&mut app, 200, 60));
-    assert!(screen.contains("LOST: the GPU stopped answering"), "{screen}");
+    assert!(
+        screen.contains("LOST: the GPU stopped answering"),
+        "{screen}"
+    );
     insta::assert_snapshot!(screen);
 }
 
@@ -229,7 +238,10 @@ fn snapshot_too_small() {
     let frames = trace_frames("synthetic-8gpu.jsonl").into_iter().take(2);
     let mut app = app_with(replay_origin("synthetic-8gpu.jsonl"), false, frames);
     let screen = text(&render(&mut app, 50, 10));
-    assert!(screen.contains("terminal too small (have 50x10, need 60x16)"), "{screen}");
+    assert!(
+        screen.contains("terminal too small (have 50x10, need 60x16)"),
+        "{screen}"
+    );
     insta::assert_snapshot!(screen);
 }
 
@@ -293,7 +305,10 @@ fn resize_redraws_for_the_new_size() {
     let small = text(&render(&mut app, 80, 24));
     let large = text(&render(&mut app, 200, 60));
     assert!(!small.contains("GPU 3: NVIDIA"), "compact rows at 80x24");
-    assert!(large.contains("GPU 3: NVIDIA H100 80GB HBM3"), "full panels at 200x60");
+    assert!(
+        large.contains("GPU 3: NVIDIA H100 80GB HBM3"),
+        "full panels at 200x60"
+    );
 }
 
 // ---- behaviour -----------------------------------------------------------------------------
@@ -317,7 +332,10 @@ fn s_cycles_the_sort_column_and_r_flips_the_order() {
     press(&mut app, &[KeyCode::Char('r')]);
     assert_eq!(app.sort.order, SortOrder::Descending);
     let descending: Vec<Option<u64>> = app.rows.iter().map(|r| r.gpu_memory_bytes).collect();
-    assert!(descending.windows(2).all(|w| w[0] >= w[1]), "{descending:?}");
+    assert!(
+        descending.windows(2).all(|w| w[0] >= w[1]),
+        "{descending:?}"
+    );
     let screen = text(&render(&mut app, 120, 40));
     assert!(screen.contains("GPU MEM▼"), "{screen}");
 }
@@ -361,7 +379,10 @@ fn kill_is_refused_in_replay_mode_even_for_own_processes() {
     assert!(effects.is_empty());
     assert_eq!(app.overlay, Overlay::None);
     let status = app.status.clone().expect("a refusal message").text;
-    assert!(status.contains("refused") && status.contains("replay"), "{status}");
+    assert!(
+        status.contains("refused") && status.contains("replay"),
+        "{status}"
+    );
     let screen = text(&render(&mut app, 120, 40));
     assert!(screen.contains("kill refused"), "{screen}");
 }
@@ -377,7 +398,10 @@ fn kill_is_refused_for_other_users_processes() {
     let effects = press(&mut app, &[KeyCode::Char('k'), KeyCode::Char('y')]);
     assert!(effects.is_empty());
     let status = app.status.clone().expect("a refusal message").text;
-    assert!(status.contains(&format!("pid {} belongs to", row.pid)), "{status}");
+    assert!(
+        status.contains(&format!("pid {} belongs to", row.pid)),
+        "{status}"
+    );
 }
 
 #[test]
@@ -392,7 +416,10 @@ fn kill_own_process_asks_then_sends_sigterm_then_offers_sigkill() {
     assert!(press(&mut app, &[KeyCode::Char('k')]).is_empty());
     assert!(matches!(&app.overlay, Overlay::ConfirmKill(r) if r.signal == Signal::Term));
     let screen = text(&render(&mut app, 120, 40));
-    assert!(screen.contains(&format!("Send SIGTERM to pid {pid}?")), "{screen}");
+    assert!(
+        screen.contains(&format!("Send SIGTERM to pid {pid}?")),
+        "{screen}"
+    );
     let effects = press(&mut app, &[KeyCode::Char('y')]);
     let [Effect::SendSignal(request)] = effects.as_slice() else {
         panic!("expected one signal, got {effects:?}");
@@ -406,7 +433,9 @@ fn kill_own_process_asks_then_sends_sigterm_then_offers_sigkill() {
     press(&mut app, &[KeyCode::Char('k')]);
     assert!(matches!(&app.overlay, Overlay::ConfirmKill(r) if r.signal == Signal::Kill));
     let effects = press(&mut app, &[KeyCode::Char('y')]);
-    assert!(matches!(effects.as_slice(), [Effect::SendSignal(r)] if r.signal == Signal::Kill && r.pid == pid));
+    assert!(
+        matches!(effects.as_slice(), [Effect::SendSignal(r)] if r.signal == Signal::Kill && r.pid == pid)
+    );
 }
 
 #[test]
@@ -418,7 +447,10 @@ fn tab_and_shift_tab_walk_the_focus_ring() {
         press(&mut app, &[KeyCode::Tab]);
         seen.push(app.focus);
     }
-    assert_eq!(seen, vec![Panel::Gpus, Panel::Processes, Panel::Host, Panel::Gpus]);
+    assert_eq!(
+        seen,
+        vec![Panel::Gpus, Panel::Processes, Panel::Host, Panel::Gpus]
+    );
     press(&mut app, &[KeyCode::BackTab]);
     assert_eq!(app.focus, Panel::Host);
 }
@@ -426,13 +458,19 @@ fn tab_and_shift_tab_walk_the_focus_ring() {
 #[test]
 fn vim_keys_move_the_gpu_selection_and_enter_filters_its_processes() {
     let mut app = demo_app(Origin::Live);
-    press(&mut app, &[KeyCode::Char('j'), KeyCode::Char('j'), KeyCode::Char('k')]);
+    press(
+        &mut app,
+        &[KeyCode::Char('j'), KeyCode::Char('j'), KeyCode::Char('k')],
+    );
     assert_eq!(app.selected_gpu, 1);
     press(&mut app, &[KeyCode::Char('G')]);
     assert_eq!(app.selected_gpu, 7);
     press(&mut app, &[KeyCode::Char('g')]);
     assert_eq!(app.selected_gpu, 0);
-    press(&mut app, &[KeyCode::Char('j'), KeyCode::Char('j'), KeyCode::Enter]);
+    press(
+        &mut app,
+        &[KeyCode::Char('j'), KeyCode::Char('j'), KeyCode::Enter],
+    );
     assert_eq!(app.focus, Panel::Processes);
     assert!(!app.rows.is_empty() && app.rows.iter().all(|r| r.gpu == 2));
 }
@@ -448,7 +486,10 @@ fn help_opens_with_question_mark_and_esc_closes_it_q_quits() {
     press(&mut app, &[KeyCode::Char('?'), KeyCode::Char('q')]);
     assert!(app.should_quit);
     let mut other = demo_app(Origin::Live);
-    other.update(Input::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
+    other.update(Input::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    )));
     assert!(other.should_quit);
 }
 
@@ -490,7 +531,10 @@ fn replay_end_and_trace_failure_show_as_status_lines() {
         "trace x.jsonl line 7: bad JSON".into(),
     )));
     let screen = text(&render(&mut app, 120, 40));
-    assert!(screen.contains("telemetry stopped: trace x.jsonl line 7"), "{screen}");
+    assert!(
+        screen.contains("telemetry stopped: trace x.jsonl line 7"),
+        "{screen}"
+    );
     assert!(screen.contains("GPU"), "last frame stays on screen");
 }
 

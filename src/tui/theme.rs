@@ -156,7 +156,9 @@ impl Theme {
             (true, Level::Dim) => self.fg(p.dim),
             (false, Level::Good) => Style::new(),
             (false, Level::Warn) => Style::new().add_modifier(Modifier::BOLD),
-            (false, Level::Critical) => Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED),
+            (false, Level::Critical) => {
+                Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)
+            }
             (false, Level::Dim) => Style::new().add_modifier(Modifier::DIM),
         }
     }

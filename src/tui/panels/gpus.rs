@@ -29,7 +29,10 @@ fn draw_reason(frame: &mut Frame, area: Rect, app: &App) {
         Some(f) if !f.driver.available => (
             format!(
                 "No GPUs: {}",
-                f.driver.error.as_deref().unwrap_or("the NVIDIA driver is unavailable")
+                f.driver
+                    .error
+                    .as_deref()
+                    .unwrap_or("the NVIDIA driver is unavailable")
             ),
             Level::Warn,
         ),
@@ -209,12 +212,13 @@ fn compact_row(
                 ));
             }
             CompactField::Temp => spans.push(Span::styled(
-                padded(format::opt(sample.temperature_celsius, theme.celsius()), width),
+                padded(
+                    format::opt(sample.temperature_celsius, theme.celsius()),
+                    width,
+                ),
                 theme.level(temp_level(sample.temperature_celsius)),
             )),
-            CompactField::Power => {
-                spans.push(Span::raw(padded(power_text(device, sample), width)))
-            }
+            CompactField::Power => spans.push(Span::raw(padded(power_text(device, sample), width))),
             CompactField::Fan => spans.push(Span::raw(padded(
                 format!("fan {}", format::opt(sample.fan_percent, "%")),
                 width,
@@ -333,7 +337,11 @@ fn full_panel(
                 Span::styled("  FAN ", theme.label()),
                 Span::raw(format::opt(sample.fan_percent, "%")),
                 Span::styled("  P", theme.label()),
-                Span::raw(sample.pstate.map_or_else(|| NA.to_string(), |p| p.to_string())),
+                Span::raw(
+                    sample
+                        .pstate
+                        .map_or_else(|| NA.to_string(), |p| p.to_string()),
+                ),
             ]));
             lines.push(Line::from(vec![
                 label("CLK"),
@@ -385,7 +393,12 @@ fn full_panel(
         lines.push(Line::from(vec![
             label("mem"),
             Span::styled(
-                format::sparkline(h.memory_percent.last_n(spark_width), mem_len, spark_width, levels),
+                format::sparkline(
+                    h.memory_percent.last_n(spark_width),
+                    mem_len,
+                    spark_width,
+                    levels,
+                ),
                 theme.gauge(),
             ),
         ]));

@@ -24,7 +24,9 @@ fn identity_line(app: &App, width: usize) -> Vec<Span<'static>> {
         ];
     };
     let clock = format::utc_clock(f.timestamp_ms);
-    let time_only = clock.split_once(' ').map_or(clock.clone(), |(_, t)| t.to_string());
+    let time_only = clock
+        .split_once(' ')
+        .map_or(clock.clone(), |(_, t)| t.to_string());
     let interval = format::interval(app.observed_interval_ms.unwrap_or(app.source.interval_ms));
     let variants = [(true, clock.clone()), (false, clock), (false, time_only)];
     let mut best = Vec::new();
@@ -37,10 +39,20 @@ fn identity_line(app: &App, width: usize) -> Vec<Span<'static>> {
             Span::raw(f.host.hostname.clone()),
             sep(),
             Span::styled("driver ", theme.label()),
-            Span::raw(f.driver.driver_version.clone().unwrap_or_else(|| format::NA.into())),
+            Span::raw(
+                f.driver
+                    .driver_version
+                    .clone()
+                    .unwrap_or_else(|| format::NA.into()),
+            ),
             sep(),
             Span::styled("CUDA ", theme.label()),
-            Span::raw(f.driver.cuda_version.clone().unwrap_or_else(|| format::NA.into())),
+            Span::raw(
+                f.driver
+                    .cuda_version
+                    .clone()
+                    .unwrap_or_else(|| format::NA.into()),
+            ),
             sep(),
             Span::raw(clock),
             sep(),
@@ -68,9 +80,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             recorded_from,
         } => {
             second.push(Span::styled(" REPLAY ", theme.replay_marker()));
-            let name = path
-                .file_name()
-                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             let mut detail = format!(" {name}");
             if recorded_from == "synthetic" {
                 detail.push_str(" (synthetic)");

@@ -13,10 +13,16 @@ pub const KEYS: &[(&str, &str)] = &[
     ("q, Ctrl-C", "quit"),
     ("?, F1", "this help (Esc or ? closes it)"),
     ("Tab, Shift-Tab", "focus the next / previous panel"),
-    ("Down/Up, j/k", "move the selection (k kills in the process table)"),
+    (
+        "Down/Up, j/k",
+        "move the selection (k kills in the process table)",
+    ),
     ("PgDn/PgUp", "move the selection by 10"),
     ("g/G, Home/End", "first / last"),
-    ("Left/Right, h/l", "GPU grid: neighbour GPU; processes: sort column"),
+    (
+        "Left/Right, h/l",
+        "GPU grid: neighbour GPU; processes: sort column",
+    ),
     ("Enter", "on a GPU: show only its processes"),
     ("s / S", "sort processes by the next / previous column"),
     ("r", "reverse the sort order"),

@@ -68,7 +68,10 @@ fn full_lines(
     let theme = &app.theme;
     let gauge_width = inner_width.saturating_sub(5 + 2 + 20).clamp(4, 40);
     let bar = |label: &str, percent: f64, text: String| {
-        let mut spans = vec![Span::styled(format!("{label:<5}"), theme.label()), Span::raw("[")];
+        let mut spans = vec![
+            Span::styled(format!("{label:<5}"), theme.label()),
+            Span::raw("["),
+        ];
         spans.extend(gauge_spans(app, percent, gauge_width));
         spans.push(Span::raw(format!("] {text}")));
         Line::from(spans)
@@ -77,7 +80,11 @@ fn full_lines(
         bar(
             "CPU",
             f64::from(host.cpu_percent),
-            format!("{:.1}% of {} cores", host.cpu_percent, host.per_core_percent.len()),
+            format!(
+                "{:.1}% of {} cores",
+                host.cpu_percent,
+                host.per_core_percent.len()
+            ),
         ),
         bar(
             "RAM",

@@ -45,11 +45,8 @@ fn too_small(frame: &mut Frame, area: Rect, app: &App, width: u16, height: u16) 
     let text = format!(
         "terminal too small (have {width}x{height}, need {MIN_WIDTH}x{MIN_HEIGHT}); enlarge it or press q to quit"
     );
-    let paragraph = Paragraph::new(Line::from(Span::styled(
-        text,
-        app.theme.level(Level::Warn),
-    )))
-    .wrap(Wrap { trim: true });
+    let paragraph = Paragraph::new(Line::from(Span::styled(text, app.theme.level(Level::Warn))))
+        .wrap(Wrap { trim: true });
     frame.render_widget(paragraph, area);
 }
 
