@@ -263,7 +263,8 @@ fn lower_area(lower: Rect, cores: usize, side_by_side: bool) -> Vec<Placement> {
 fn host_height(lower: Rect, cores: usize) -> u16 {
     let per_line = usize::from((lower.width.saturating_sub(2) / CORE_CELL_WIDTH).max(1));
     let core_lines = cores.div_ceil(per_line).min(4) as u16;
-    let full = 2 + 3 + core_lines;
+    // Borders, CPU, RAM, swap, load/uptime, then the per-core lines.
+    let full = 2 + 4 + core_lines;
     if lower.height >= full + 2 * PROCESS_MIN_HEIGHT {
         full
     } else {

@@ -2,7 +2,7 @@
 
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row, Table, TableState};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
 use super::panel_block;
@@ -55,7 +55,38 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }));
 
     let selected = app.selected_row_index();
-    let rows: Vec<Row> = if app.rows.is_empty() {
+    let rows: Vec<Row> = app
+        .rows
+        .iter()
+        .map(|r| {
+            let row = Row::new([
+                Cell::from(r.gpu.to_string()),
+                Cell::from(r.pid.to_string()),
+                Cell::from(r.user.clone().unwrap_or_else(|| format::NA.into())),
+                Cell::from(r.kind.code()),
+                Cell::from(format::opt_bytes(r.gpu_memory_bytes)),
+                Cell::from(
+                    r.cpu_percent
+                        .map_or_else(|| format::NA.into(), |c| format!("{c:.1}")),
+                ),
+                Cell::from(format::opt_bytes(r.host_memory_bytes)),
+                Cell::from(r.command.clone()),
+            ]);
+            if r.uid == Some(app.viewer_uid) {
+                row.style(theme.own_process())
+            } else {
+                row
+            }
+        })
+        .collect();
+    if rows.is_empty() {
+        // Below the heading, inside the borders.
+        let note = Rect::new(
+            area.x + 1,
+            area.y + 2,
+            area.width.saturating_sub(2),
+            area.height.saturating_sub(3).min(1),
+        );
         let text = match &app.frame {
             None => "waiting for the first sample".to_string(),
             Some(_) if !app.filter.is_empty() => {
@@ -63,33 +94,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             }
             Some(_) => "no processes on any GPU".to_string(),
         };
-        vec![Row::new([Cell::from(""), Cell::from(""), Cell::from(text)])
-            .style(theme.level(Level::Dim))]
-    } else {
-        app.rows
-            .iter()
-            .map(|r| {
-                let row = Row::new([
-                    Cell::from(r.gpu.to_string()),
-                    Cell::from(r.pid.to_string()),
-                    Cell::from(r.user.clone().unwrap_or_else(|| format::NA.into())),
-                    Cell::from(r.kind.code()),
-                    Cell::from(format::opt_bytes(r.gpu_memory_bytes)),
-                    Cell::from(
-                        r.cpu_percent
-                            .map_or_else(|| format::NA.into(), |c| format!("{c:.1}")),
-                    ),
-                    Cell::from(format::opt_bytes(r.host_memory_bytes)),
-                    Cell::from(r.command.clone()),
-                ]);
-                if r.uid == Some(app.viewer_uid) {
-                    row.style(theme.own_process())
-                } else {
-                    row
-                }
-            })
-            .collect()
-    };
+        let table = Table::new(rows, WIDTHS).header(header).block(block);
+        frame.render_widget(table, area);
+        frame.render_widget(
+            Paragraph::new(Span::styled(text, theme.level(Level::Dim))),
+            note,
+        );
+        return;
+    }
     let table = Table::new(rows, WIDTHS)
         .header(header)
         .block(block)
