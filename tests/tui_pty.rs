@@ -37,6 +37,10 @@ fn demo_trace() -> PathBuf {
 
 impl Session {
     fn start(cols: u16, rows: u16, extra_args: &[&str]) -> Self {
+        Self::start_with_env(cols, rows, extra_args, &[])
+    }
+
+    fn start_with_env(cols: u16, rows: u16, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let home = tempfile::tempdir().expect("temp home");
         let pair = native_pty_system()
             .openpty(size(cols, rows))
@@ -61,6 +65,9 @@ impl Session {
         }
         cmd.env_remove("NEURONMAP_CONFIG");
         cmd.env_remove("NO_COLOR");
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         let child = pair.slave.spawn_command(cmd).expect("spawn neuronmap");
         // Only the child holds the slave side now, so the reader sees EOF when it exits.
         drop(pair.slave);
@@ -198,11 +205,26 @@ fn sigterm_exits_cleanly_and_restores_the_terminal() {
 }
 
 #[test]
-fn ascii_mode_draws_only_ascii_in_a_real_terminal() {
-    let mut s = Session::start(100, 30, &["--ascii", "--no-color"]);
+fn ascii_mode_and_no_color_draw_plain_ascii_in_a_real_terminal() {
+    let mut s = Session::start_with_env(100, 30, &["--ascii"], &[("NO_COLOR", "1")]);
     let screen = s.wait_for("eight GPU rows", all_gpu_rows);
     let bad: Vec<char> = screen.chars().filter(|c| !c.is_ascii()).collect();
     assert!(bad.is_empty(), "non-ASCII {bad:?}:\n{screen}");
+    {
+        let parser = s.parser.lock().expect("parser lock");
+        let vt = parser.screen();
+        for row in 0..30 {
+            for col in 0..100 {
+                if let Some(cell) = vt.cell(row, col) {
+                    assert_eq!(
+                        (cell.fgcolor(), cell.bgcolor()),
+                        (vt100::Color::Default, vt100::Color::Default),
+                        "coloured cell at {row},{col} with NO_COLOR=1"
+                    );
+                }
+            }
+        }
+    }
     s.send(b"q");
     assert!(s.finish().success());
 }

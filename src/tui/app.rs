@@ -631,7 +631,7 @@ impl App {
                         .map(|line| self.gpu_offset + usize::from(line)),
                     GpuMode::Full { columns } => {
                         let width = (area.width / columns).max(1);
-                        let col = usize::from((column - area.x) / width);
+                        let col = usize::from(((column - area.x) / width).min(columns - 1));
                         let grid_row = usize::from((row - area.y) / layout::FULL_GPU_HEIGHT);
                         Some(grid_row * usize::from(columns) + col)
                     }

@@ -1,5 +1,5 @@
 //! The event loop: one `tokio::select!` over terminal events, sampler messages, a render tick
-//! and SIGTERM/SIGHUP. Terminal input is drawn at once; frames mark the screen dirty and the
+//! and SIGTERM/SIGHUP/SIGINT. Terminal input is drawn at once; frames mark the screen dirty and the
 //! tick draws, so a burst of frames (a fast replay) costs one draw, not one per frame.
 
 use std::io::stdout;
@@ -79,6 +79,8 @@ fn draw(session: &mut TerminalSession, app: &App) -> Result<(), TuiError> {
 pub async fn run_loop(mut app: App, mut frames: Receiver<SamplerEvent>) -> Result<(), TuiError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(TuiError::Signal)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(TuiError::Signal)?;
+    // Raw mode turns Ctrl-C into a key, but `kill -INT` from elsewhere still arrives here.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(TuiError::Signal)?;
     let mut session = TerminalSession::enter()?;
     let size = session.terminal.size().map_err(TuiError::Terminal)?;
     app.update(Input::Resize(size.width, size.height));
@@ -123,6 +125,7 @@ pub async fn run_loop(mut app: App, mut frames: Receiver<SamplerEvent>) -> Resul
             }
             _ = terminate.recv() => break,
             _ = hangup.recv() => break,
+            _ = interrupt.recv() => break,
         }
     }
     Ok(())
