@@ -547,3 +547,15 @@ fn selection_follows_the_process_when_the_sort_changes() {
     press(&mut app, &[KeyCode::Char('r')]);
     assert_eq!(app.selected_row().map(|r| r.pid), pid);
 }
+
+#[test]
+fn many_gpus_scroll_the_compact_band_to_keep_the_selection_visible() {
+    let frames = synthetic::frames(16, 3, 1000, 5);
+    let mut app = app_with(Origin::Live, false, frames);
+    let top = text(&render(&mut app, 80, 24));
+    assert!(top.contains(" 0 H100") && !top.contains("15 H100"), "{top}");
+    press(&mut app, &[KeyCode::Char('G')]);
+    let bottom = text(&render(&mut app, 80, 24));
+    assert!(bottom.contains("15 H100") && !bottom.contains(" 0 H100"), "{bottom}");
+    assert!(bottom.contains("of 16"), "{bottom}");
+}
