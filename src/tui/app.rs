@@ -181,6 +181,8 @@ pub struct App {
     pub viewer_uid: u32,
     /// Last signal sent to each pid, so asking again escalates to SIGKILL.
     pub signalled: HashMap<u32, Signal>,
+    /// First line of the help overlay shown (it scrolls on small terminals).
+    pub help_scroll: u16,
     /// Set when the user asked to quit.
     pub should_quit: bool,
 }
@@ -220,6 +222,7 @@ impl App {
             size: (80, 24),
             viewer_uid,
             signalled: HashMap::new(),
+            help_scroll: 0,
             should_quit: false,
         }
     }
@@ -336,6 +339,15 @@ impl App {
                     KeyCode::Esc | KeyCode::Char('?') | KeyCode::Enter => {
                         self.overlay = Overlay::None
                     }
+                    KeyCode::Down | KeyCode::Char('j') => {
+                        self.help_scroll = self
+                            .help_scroll
+                            .saturating_add(1)
+                            .min(self.max_help_scroll())
+                    }
+                    KeyCode::Up | KeyCode::Char('k') => {
+                        self.help_scroll = self.help_scroll.saturating_sub(1)
+                    }
                     _ => {}
                 }
                 return None;
@@ -344,7 +356,10 @@ impl App {
         }
         match key.code {
             KeyCode::Char('q') => self.should_quit = true,
-            KeyCode::Char('?') | KeyCode::F(1) => self.overlay = Overlay::Help,
+            KeyCode::Char('?') | KeyCode::F(1) => {
+                self.overlay = Overlay::Help;
+                self.help_scroll = 0;
+            }
             KeyCode::Tab => self.focus = self.focus.next(),
             KeyCode::BackTab => self.focus = self.focus.previous(),
             KeyCode::Char('/') => {
@@ -558,6 +573,13 @@ impl App {
             Panel::Host => {}
         }
         self.keep_selection_visible();
+    }
+
+    /// The help overlay scrolls no further than its last line at the bottom.
+    fn max_help_scroll(&self) -> u16 {
+        let lines = super::panels::help::help_line_count();
+        let visible = self.size.1.min(lines + 2).saturating_sub(2);
+        lines.saturating_sub(visible)
     }
 
     /// Rows of the process table that fit on screen.

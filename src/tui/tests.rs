@@ -556,6 +556,30 @@ fn many_gpus_scroll_the_compact_band_to_keep_the_selection_visible() {
     assert!(top.contains(" 0 H100") && !top.contains("15 H100"), "{top}");
     press(&mut app, &[KeyCode::Char('G')]);
     let bottom = text(&render(&mut app, 80, 24));
-    assert!(bottom.contains("15 H100") && !bottom.contains(" 0 H100"), "{bottom}");
+    assert!(
+        bottom.contains("15 H100") && !bottom.contains(" 0 H100"),
+        "{bottom}"
+    );
     assert!(bottom.contains("of 16"), "{bottom}");
+}
+
+#[test]
+fn help_scrolls_on_the_smallest_terminal_so_every_key_can_be_read() {
+    let frames = trace_frames("synthetic-8gpu.jsonl").into_iter().take(2);
+    let mut app = app_with(replay_origin("synthetic-8gpu.jsonl"), false, frames);
+    press(&mut app, &[KeyCode::Char('?')]);
+    let first = text(&render(&mut app, 60, 16));
+    assert!(
+        first.contains("j/k scroll") && first.contains("q, Ctrl-C"),
+        "{first}"
+    );
+    assert!(!first.contains("wheel scrolls"), "{first}");
+    press(&mut app, &[KeyCode::Char('j'); 20]);
+    let last = text(&render(&mut app, 60, 16));
+    assert!(last.contains("wheel scrolls"), "{last}");
+    assert_eq!(
+        app.overlay,
+        Overlay::Help,
+        "j/k scroll, they do not close the help"
+    );
 }

@@ -11,7 +11,7 @@ use crate::tui::theme::Level;
 /// Every key, as the help overlay and the README list them.
 pub const KEYS: &[(&str, &str)] = &[
     ("q, Ctrl-C", "quit"),
-    ("?, F1", "this help (Esc or ? closes it)"),
+    ("?, F1", "this help (j/k scroll it, Esc or ? closes it)"),
     ("Tab, Shift-Tab", "focus the next / previous panel"),
     (
         "Down/Up, j/k",
@@ -32,6 +32,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("K", "the same from any panel; again on it: SIGKILL"),
     ("mouse", "wheel scrolls, click focuses and selects"),
 ];
+
+/// Lines of the help overlay: every key, then the colour note.
+pub fn help_line_count() -> u16 {
+    KEYS.len() as u16 + 1
+}
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width.min(area.width);
@@ -67,10 +72,19 @@ pub fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         "Colours: NO_COLOR or --no-color; --ascii for plain characters",
         app.theme.level(Level::Dim),
     )));
-    let rect = centered(area, 76, lines.len() as u16 + 2);
+    let total = lines.len() as u16;
+    let rect = centered(area, 76, total + 2);
+    let fits = rect.height >= total + 2;
+    let (title, scroll) = if fits {
+        (" Help: keys ", 0)
+    } else {
+        (" Help: keys (j/k scroll) ", app.help_scroll)
+    };
     frame.render_widget(Clear, rect);
     frame.render_widget(
-        Paragraph::new(lines).block(overlay_block(app, " Help: keys ")),
+        Paragraph::new(lines)
+            .scroll((scroll, 0))
+            .block(overlay_block(app, title)),
         rect,
     );
 }
