@@ -168,7 +168,15 @@ fn dashboard_replays_answers_keys_survives_resizes_and_restores_the_terminal() {
     let mut s = Session::start(80, 24, &[]);
     let screen = s.wait_for("eight GPU rows", all_gpu_rows);
     assert!(screen.contains("REPLAY"), "{screen}");
-    assert!(s.parser.lock().expect("lock").screen().alternate_screen());
+    {
+        let parser = s.parser.lock().expect("parser lock");
+        assert!(parser.screen().alternate_screen());
+        assert_ne!(
+            parser.screen().mouse_protocol_mode(),
+            vt100::MouseProtocolMode::None,
+            "mouse reporting is on while the dashboard runs"
+        );
+    }
 
     s.send(b"?");
     s.wait_for("the help overlay", |t| t.contains("Help: keys"));

@@ -583,3 +583,28 @@ fn help_scrolls_on_the_smallest_terminal_so_every_key_can_be_read() {
         "j/k scroll, they do not close the help"
     );
 }
+
+#[test]
+fn compact_rows_show_the_configured_fields() {
+    let frames = trace_frames("synthetic-8gpu.jsonl").into_iter().take(2);
+    let mut app = app_with(replay_origin("synthetic-8gpu.jsonl"), false, frames);
+    let default = text(&render(&mut app, 80, 24));
+    assert!(
+        !default.contains("fan N/A") && !default.contains("MHz"),
+        "{default}"
+    );
+    app.compact_fields = vec![
+        crate::config::CompactField::Fan,
+        crate::config::CompactField::Clock,
+        crate::config::CompactField::Temp,
+    ];
+    let custom = text(&render(&mut app, 80, 24));
+    assert!(
+        custom.contains("fan N/A") && custom.contains("1755MHz"),
+        "{custom}"
+    );
+    assert!(
+        !custom.contains("2 proc"),
+        "procs not configured:\n{custom}"
+    );
+}
