@@ -84,7 +84,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         );
     }
     match &cli.command {
-        None => Ok(ExitCode::SUCCESS),
+        None => {
+            crate::paths::init_file_logging();
+            crate::tui::run(&cli.global, &config)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Snapshot(args)) => snapshot::run(args, &cli.global, &config),
         Some(Command::Record(args)) => {
             crate::paths::init_file_logging();
