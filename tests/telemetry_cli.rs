@@ -207,8 +207,8 @@ fn out_of_range_interval_and_speed_are_rejected() {
 #[test]
 fn the_real_h100_trace_drives_snapshot_with_its_recorded_values() {
     use neuronmap::telemetry::trace::TraceReader;
-    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/traces/h100-80gb-hbm3-2026-11-27.jsonl");
+    let trace =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/traces/h100-80gb-hbm3-2026-11-27.jsonl");
     let (header, samples) = TraceReader::open(&trace).unwrap().read_all().unwrap();
     assert_eq!(header.source, "nvml", "a real recording, not synthetic");
     assert!(samples.len() >= 200, "60 s at 250 ms");
@@ -227,7 +227,10 @@ fn the_real_h100_trace_drives_snapshot_with_its_recorded_values() {
     let g = &v["gpus"][0];
     assert_eq!(g["name"], header.devices[0].name.as_str());
     assert_eq!(g["uuid"], header.devices[0].uuid.as_str());
-    assert_eq!(g["memory_total_bytes"], header.devices[0].memory_total_bytes);
+    assert_eq!(
+        g["memory_total_bytes"],
+        header.devices[0].memory_total_bytes
+    );
     assert_eq!(
         g["memory_used_bytes"].as_u64(),
         samples[0].gpus[0].memory_used_bytes
