@@ -99,7 +99,7 @@ fn ctrl_c_finishes_the_shard_and_resume_completes_it() {
     assert!(status.success());
 
     let parts = tmp.path().join("parts");
-    let mut child = extract(&input, &parts, &args)
+    let child = extract(&input, &parts, &args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
