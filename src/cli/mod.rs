@@ -1,6 +1,7 @@
 //! Command-line interface: argument structs and output formatting only. Each subcommand lives in
 //! its own file and calls the same library functions as the dashboard.
 
+pub mod extract;
 pub mod record;
 pub mod snapshot;
 
@@ -62,6 +63,8 @@ pub enum Command {
     Snapshot(snapshot::SnapshotArgs),
     /// Record samples to a JSON-lines trace for `--replay`.
     Record(record::RecordArgs),
+    /// Extract activations, statistics or attention patterns from a model (foreground).
+    Extract(extract::ExtractArgs),
 }
 
 /// Runs the parsed command line and returns the process exit status.
@@ -94,6 +97,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::paths::init_file_logging();
             record::run(args, &cli.global, &config)
         }
+        Some(Command::Extract(args)) => extract::run(args),
     }
 }
 
