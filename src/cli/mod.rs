@@ -1,6 +1,8 @@
 //! Command-line interface: argument structs and output formatting only. Each subcommand lives in
 //! its own file and calls the same library functions as the dashboard.
 
+pub mod models;
+pub mod pull;
 pub mod record;
 pub mod snapshot;
 
@@ -62,6 +64,10 @@ pub enum Command {
     Snapshot(snapshot::SnapshotArgs),
     /// Record samples to a JSON-lines trace for `--replay`.
     Record(record::RecordArgs),
+    /// List known models (registry, Hugging Face cache, configured folders).
+    Models(models::ModelsArgs),
+    /// Download a model into the Hugging Face cache.
+    Pull(pull::PullArgs),
 }
 
 /// Runs the parsed command line and returns the process exit status.
@@ -94,6 +100,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::paths::init_file_logging();
             record::run(args, &cli.global, &config)
         }
+        Some(Command::Models(args)) => models::run(args, &cli.global, &config),
+        Some(Command::Pull(args)) => pull::run(args, &cli.global, &config),
     }
 }
 
