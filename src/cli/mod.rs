@@ -2,6 +2,8 @@
 //! its own file and calls the same library functions as the dashboard.
 
 pub mod extract;
+pub mod models;
+pub mod pull;
 pub mod record;
 pub mod snapshot;
 
@@ -65,6 +67,10 @@ pub enum Command {
     Record(record::RecordArgs),
     /// Extract activations, statistics or attention patterns from a model (foreground).
     Extract(extract::ExtractArgs),
+    /// List known models (registry, Hugging Face cache, configured folders).
+    Models(models::ModelsArgs),
+    /// Download a model into the Hugging Face cache.
+    Pull(pull::PullArgs),
 }
 
 /// Runs the parsed command line and returns the process exit status.
@@ -98,6 +104,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             record::run(args, &cli.global, &config)
         }
         Some(Command::Extract(args)) => extract::run(args),
+        Some(Command::Models(args)) => models::run(args, &cli.global, &config),
+        Some(Command::Pull(args)) => pull::run(args, &cli.global, &config),
     }
 }
 
