@@ -183,14 +183,21 @@ impl Daemon {
                 source,
             })?;
             match holder {
-                Some((pid, ticks)) if process::is_same_process(pid, ticks) => {
-                    tracing::info!(job = %job.id, pid, "re-adopted a live worker");
-                    if job.pid.is_none() {
+                // The lock is held only while its worker lives, so a held lock means alive;
+                // the pid and start time it names are what cancel signals later.
+                Some((pid, ticks)) => {
+                    tracing::info!(
+                        job = %job.id,
+                        pid,
+                        verified = process::is_same_process(pid, ticks),
+                        "re-adopted a live worker"
+                    );
+                    if job.pid != Some(i64::from(pid)) {
                         self.store.set_worker(job.id, pid, ticks)?;
                     }
                     self.workers.insert(job.id, Worker::Adopted);
                 }
-                _ => {
+                None => {
                     let why = match job.pid {
                         Some(pid) => format!("worker (pid {pid}) ended while no daemon watched it"),
                         None => "the daemon stopped before its worker started".to_string(),
@@ -489,4 +496,28 @@ fn unreachable_status(id: JobId) -> Ending {
         error: Some(message.clone()),
         reason: message,
     }
+}
+
+/// Starts `exe daemon ARGS...` in its own session with its output in `daemon.log`, without
+/// waiting for it; returns its pid. A second daemon started this way exits at once when one
+/// already runs, so racing callers are harmless.
+pub fn spawn_detached(
+    state_dir: &Path,
+    exe: &Path,
+    args: &[std::ffi::OsString],
+) -> std::io::Result<u32> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(state_dir.join(DAEMON_LOG))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("daemon")
+        .args(args)
+        .env(crate::paths::STATE_DIR_ENV, state_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let child = process::detach_session(&mut cmd).spawn()?;
+    Ok(child.id())
 }

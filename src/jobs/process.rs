@@ -57,33 +57,50 @@ pub fn detach_session(command: &mut Command) -> &mut Command {
     }
 }
 
-/// An exclusive advisory lock (flock) on a file, held while this value lives. The kernel
-/// releases it when the process dies, however it dies, so "the lock is free" means "the holder
-/// is gone". The file holds the holder's pid and start time.
+/// An exclusive lock on a file (a Linux open-file-description lock), held while this value
+/// lives. The kernel releases it when the process dies, however it dies, so "the lock is free"
+/// means "the holder is gone". The file holds the holder's pid and start time. Unlike `flock`,
+/// these locks can be tested without taking them, so probing never races with a holder.
 #[derive(Debug)]
 pub struct FileLock {
-    file: File,
+    /// Kept open: closing it releases the lock.
+    _file: File,
     path: PathBuf,
+}
+
+/// Applies `command` (`F_OFD_SETLK` or `F_OFD_GETLK`) with a whole-file lock of `kind`.
+fn ofd_lock(file: &File, command: libc::c_int, kind: libc::c_int) -> std::io::Result<libc::flock> {
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: fcntl(2) with a pointer to a properly initialised `flock` we own.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), command, &mut lock) };
+    if rc == 0 {
+        Ok(lock)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 impl FileLock {
     /// Takes the lock if nobody holds it (`Ok(None)` when someone does) and writes this
     /// process's pid and start time into the file.
     pub fn try_acquire(path: &Path) -> std::io::Result<Option<Self>> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        // SAFETY: flock(2) on a descriptor we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            return if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                Ok(None)
-            } else {
-                Err(err)
+        let mut file = open_lock_file(path)?;
+        if let Err(e) = ofd_lock(&file, libc::F_OFD_SETLK, libc::F_WRLCK) {
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(None),
+                _ => Err(e),
             };
         }
         let me = std::process::id();
@@ -93,7 +110,7 @@ impl FileLock {
         writeln!(file, "{me} {ticks}")?;
         file.flush()?;
         Ok(Some(Self {
-            file,
+            _file: file,
             path: path.to_path_buf(),
         }))
     }
@@ -102,27 +119,35 @@ impl FileLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    /// Keeps the file open but unlocks it (for a short probe).
-    fn release(self) {
-        // SAFETY: flock(2) on a descriptor we own.
-        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
-    }
 }
 
-/// Who holds the lock at `path`: `None` when nobody does (the probe takes and drops it),
-/// else the pid and start time the holder wrote (zeros if it has not written them yet).
+/// Who holds the lock at `path`, without taking it: `None` when nobody does, else the pid and
+/// start time the holder wrote (read again briefly if the holder has not written them yet).
 pub fn lock_holder(path: &Path) -> std::io::Result<Option<(u32, u64)>> {
-    if let Some(lock) = FileLock::try_acquire(path)? {
-        lock.release();
+    let file = match open_lock_file(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let probe = ofd_lock(&file, libc::F_OFD_GETLK, libc::F_WRLCK)?;
+    if probe.l_type == libc::F_UNLCK as libc::c_short {
         return Ok(None);
     }
-    let mut text = String::new();
-    File::open(path)?.read_to_string(&mut text)?;
-    let mut parts = text.split_whitespace().map(|p| p.parse::<u64>().ok());
-    let pid = parts.next().flatten().unwrap_or(0) as u32;
-    let ticks = parts.next().flatten().unwrap_or(0);
-    Ok(Some((pid, ticks)))
+    let mut holder = (0, 0);
+    for _ in 0..20 {
+        let mut text = String::new();
+        (&file).rewind()?;
+        (&file).read_to_string(&mut text)?;
+        let mut parts = text.split_whitespace().map(|p| p.parse::<u64>().ok());
+        let pid = parts.next().flatten().unwrap_or(0) as u32;
+        let ticks = parts.next().flatten().unwrap_or(0);
+        holder = (pid, ticks);
+        if pid != 0 && is_same_process(pid, ticks) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Ok(Some(holder))
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -198,7 +223,7 @@ mod tests {
         let path = dir.path().join("x.lock");
         assert_eq!(lock_holder(&path).unwrap(), None);
         let lock = FileLock::try_acquire(&path).unwrap().unwrap();
-        // flock locks belong to the open file, so a second open in this process conflicts too.
+        // The lock belongs to the open file, so a second open in this process conflicts too.
         assert!(FileLock::try_acquire(&path).unwrap().is_none());
         let (pid, ticks) = lock_holder(&path).unwrap().unwrap();
         assert_eq!(pid, std::process::id());
