@@ -2,6 +2,7 @@
 //! its own file and calls the same library functions as the dashboard.
 
 pub mod daemon;
+pub mod extract;
 pub mod jobs;
 pub mod record;
 pub mod snapshot;
@@ -89,6 +90,8 @@ pub enum Command {
     /// Run one job (started by the daemon).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
+    /// Extract activations, statistics or attention patterns from a model (foreground).
+    Extract(extract::ExtractArgs),
 }
 
 /// Runs the parsed command line and returns the process exit status.
@@ -132,6 +135,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Release(args)) => jobs::hold(args, false),
         Some(Command::Daemon(args)) => daemon::run(args, &cli.global, &config),
         Some(Command::Worker(args)) => worker::run(args),
+        Some(Command::Extract(args)) => extract::run(args),
     }
 }
 

@@ -366,8 +366,9 @@ impl Daemon {
             .collect();
         let store = &self.store;
         let mut dependency = |id: JobId| store.state_of(id).ok().flatten();
-        let mut estimate =
-            |c: &Candidate, target: Target| engine_link::estimate_peak_bytes(&c.spec, target);
+        let mut estimate = |c: &Candidate, target: Target| {
+            engine_link::estimate_peak_bytes(&c.spec, target, &frame)
+        };
         let decisions = scheduler::plan(
             &candidates,
             &frame,

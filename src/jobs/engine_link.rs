@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use super::job::Target;
 use crate::engine::request::{ExtractRequest, RunOutcome, RunProgress};
+use crate::telemetry::model::Frame;
 
 /// Why a run failed, as the worker records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,10 +17,23 @@ pub struct RunFailure {
 }
 
 /// Estimated peak memory of `req` on a device of this kind, or why it cannot be estimated
-/// (for example a missing model folder).
-pub fn estimate_peak_bytes(req: &ExtractRequest, target: Target) -> Result<u64, String> {
-    let _ = (req, target);
-    Err(NOT_BUILT.to_string())
+/// (for example a missing model folder). Until the estimator is merged this is the size of
+/// the model's weight files, a lower bound.
+pub fn estimate_peak_bytes(
+    req: &ExtractRequest,
+    target: Target,
+    frame: &Frame,
+) -> Result<u64, String> {
+    let _ = (target, frame);
+    let dir = crate::engine::resolve_model_dir(&req.model).map_err(|e| e.to_string())?;
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| format!("model folder {}: {e}", dir.display()))?;
+    Ok(entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum())
 }
 
 /// Runs the extraction, reporting progress after every batch and stopping after a whole shard
@@ -29,11 +43,12 @@ pub fn run(
     on_progress: &mut dyn FnMut(&RunProgress),
     cancel: &AtomicBool,
 ) -> Result<RunOutcome, RunFailure> {
-    let _ = (req, on_progress, cancel);
-    Err(RunFailure {
-        message: NOT_BUILT.to_string(),
-        out_of_memory: false,
+    crate::engine::run_extract(req, on_progress, cancel).map_err(|e| {
+        let message = e.to_string();
+        let lower = message.to_lowercase();
+        RunFailure {
+            out_of_memory: lower.contains("out of memory") || lower.contains("out_of_memory"),
+            message,
+        }
     })
 }
-
-const NOT_BUILT: &str = "this build of neuronmap has no extraction engine yet";
