@@ -61,6 +61,8 @@ pub struct Config {
     pub ui: UiConfig,
     /// Where models come from besides the registry and the Hugging Face cache.
     pub models: ModelsConfig,
+    /// The job queue's scheduler.
+    pub jobs: JobsConfig,
 }
 
 /// `[telemetry]`: how often to sample and how much history to keep.
@@ -198,6 +200,37 @@ pub struct ModelsConfig {
     pub folders: Vec<PathBuf>,
 }
 
+/// `[jobs]`: how the scheduler daemon places and runs jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// `neuronmap submit` starts the daemon when none runs.
+    pub auto_start_daemon: bool,
+    /// The estimate is multiplied by this before it is compared with free memory (1.0 to 4.0).
+    pub memory_margin: f64,
+    /// Most jobs on one GPU at once (1 to 64).
+    pub max_jobs_per_gpu: u32,
+    /// CPU cores one CPU job may use; CPU jobs run at most `cores / this` at once (1 to 1024).
+    pub cpu_cores_per_job: u32,
+    /// Seconds a cancelled job gets to finish its shard before SIGKILL (1 to 3600).
+    pub cancel_timeout_seconds: u64,
+    /// How often the daemon looks for new jobs and finished workers, in ms (10 to 5000).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            auto_start_daemon: true,
+            memory_margin: 1.15,
+            max_jobs_per_gpu: 2,
+            cpu_cores_per_job: 4,
+            cancel_timeout_seconds: 30,
+            poll_interval_ms: 100,
+        }
+    }
+}
+
 /// The default config file location (`$XDG_CONFIG_HOME/neuronmap/config.toml`).
 pub fn default_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "neuronmap").map(|d| d.config_dir().join("config.toml"))
@@ -264,7 +297,54 @@ impl Config {
                 expected: "10 to 86400",
             });
         }
-        Ok(())
+        self.jobs.validate(path)
+    }
+}
+
+impl JobsConfig {
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let range = |key, value: String, ok: bool, expected| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Range {
+                    path: path.to_path_buf(),
+                    key,
+                    value,
+                    expected,
+                })
+            }
+        };
+        range(
+            "jobs.memory_margin",
+            self.memory_margin.to_string(),
+            (1.0..=4.0).contains(&self.memory_margin),
+            "1.0 to 4.0",
+        )?;
+        range(
+            "jobs.max_jobs_per_gpu",
+            self.max_jobs_per_gpu.to_string(),
+            (1..=64).contains(&self.max_jobs_per_gpu),
+            "1 to 64",
+        )?;
+        range(
+            "jobs.cpu_cores_per_job",
+            self.cpu_cores_per_job.to_string(),
+            (1..=1024).contains(&self.cpu_cores_per_job),
+            "1 to 1024",
+        )?;
+        range(
+            "jobs.cancel_timeout_seconds",
+            self.cancel_timeout_seconds.to_string(),
+            (1..=3600).contains(&self.cancel_timeout_seconds),
+            "1 to 3600",
+        )?;
+        range(
+            "jobs.poll_interval_ms",
+            self.poll_interval_ms.to_string(),
+            (10..=5000).contains(&self.poll_interval_ms),
+            "10 to 5000",
+        )
     }
 }
 
@@ -310,6 +390,12 @@ mod tests {
     fn interval_out_of_range_is_rejected() {
         let err = parse("[telemetry]\ninterval_ms = 50\n").unwrap_err();
         assert!(err.to_string().contains("telemetry.interval_ms"));
+    }
+
+    #[test]
+    fn jobs_margin_below_one_is_rejected() {
+        let err = parse("[jobs]\nmemory_margin = 0.5\n").unwrap_err();
+        assert!(err.to_string().contains("jobs.memory_margin"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod jobs;
 pub mod models;
 pub mod paths;
 pub mod telemetry;

@@ -1,11 +1,15 @@
 //! Command-line interface: argument structs and output formatting only. Each subcommand lives in
 //! its own file and calls the same library functions as the dashboard.
 
+pub mod daemon;
 pub mod extract;
+pub mod jobs;
 pub mod models;
 pub mod pull;
 pub mod record;
 pub mod snapshot;
+pub mod submit;
+pub mod worker;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -65,6 +69,29 @@ pub enum Command {
     Snapshot(snapshot::SnapshotArgs),
     /// Record samples to a JSON-lines trace for `--replay`.
     Record(record::RecordArgs),
+    /// Queue an extraction job (the extract flags plus --priority, --after, --device); prints its id.
+    Submit(submit::SubmitArgs),
+    /// List jobs (a table, or --json).
+    Jobs(jobs::JobsArgs),
+    /// Show one job: spec, progress, events and its last log lines.
+    Show(jobs::ShowArgs),
+    /// Print a job's log (-f follows it).
+    Logs(jobs::LogsArgs),
+    /// Cancel a job (a running one stops after its current shard).
+    Cancel(jobs::JobArg),
+    /// Queue a failed, cancelled or interrupted job again; it resumes from its last whole shard.
+    Retry(jobs::JobArg),
+    /// Remove a job that is not running (its output folder stays).
+    Rm(jobs::JobArg),
+    /// Keep a queued job from starting until it is released.
+    Hold(jobs::JobArg),
+    /// Let a held job start.
+    Release(jobs::JobArg),
+    /// Run the job scheduler (foreground; --detach to run it in the background).
+    Daemon(daemon::DaemonArgs),
+    /// Run one job (started by the daemon).
+    #[command(hide = true)]
+    Worker(worker::WorkerArgs),
     /// Extract activations, statistics or attention patterns from a model (foreground).
     Extract(extract::ExtractArgs),
     /// List known models (registry, Hugging Face cache, configured folders).
@@ -103,6 +130,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::paths::init_file_logging();
             record::run(args, &cli.global, &config)
         }
+        Some(Command::Submit(args)) => submit::run(args, &cli.global, &config),
+        Some(Command::Jobs(args)) => jobs::list(args),
+        Some(Command::Show(args)) => jobs::show(args),
+        Some(Command::Logs(args)) => jobs::logs(args),
+        Some(Command::Cancel(args)) => jobs::cancel(args, &config),
+        Some(Command::Retry(args)) => jobs::retry(args, &cli.global, &config),
+        Some(Command::Rm(args)) => jobs::remove(args),
+        Some(Command::Hold(args)) => jobs::hold(args, true),
+        Some(Command::Release(args)) => jobs::hold(args, false),
+        Some(Command::Daemon(args)) => daemon::run(args, &cli.global, &config),
+        Some(Command::Worker(args)) => worker::run(args),
         Some(Command::Extract(args)) => extract::run(args),
         Some(Command::Models(args)) => models::run(args, &cli.global, &config),
         Some(Command::Pull(args)) => pull::run(args, &cli.global, &config),
