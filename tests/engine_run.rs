@@ -385,3 +385,44 @@ fn model_ids_resolve_through_the_hub_cache() {
     assert_eq!(m["model"]["revision"], "abc123");
     assert!(neuronmap::engine::resolve_model_dir("org/missing").is_err());
 }
+
+#[test]
+fn half_precision_stays_close_to_f32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_prompts(tmp.path(), &prompts()[..4]);
+    let full = tmp.path().join("f32");
+    run(
+        &request(
+            &fixture("llama"),
+            &input,
+            &full,
+            &["blocks.*.hook_resid_post"],
+            2,
+        ),
+        &EngineOptions::default(),
+    );
+    let a = load_output(&full);
+    for dtype in ["f16", "bf16"] {
+        let out = tmp.path().join(dtype);
+        let mut req = request(
+            &fixture("llama"),
+            &input,
+            &out,
+            &["blocks.*.hook_resid_post"],
+            2,
+        );
+        req.dtype = Some(dtype.into());
+        run(&req, &EngineOptions::default());
+        let b = load_output(&out);
+        assert_eq!(b.manifest["dtype"], dtype);
+        assert_eq!(a.ids, b.ids);
+        let (_, x) = &a.hooks["blocks.2.hook_resid_post"];
+        let (_, y) = &b.hooks["blocks.2.hook_resid_post"];
+        let err = x.iter().zip(y).map(|(p, q)| (p - q).abs()).sum::<f64>() / x.len() as f64;
+        let scale = x.iter().map(|p| p.abs()).sum::<f64>() / x.len() as f64;
+        assert!(
+            err < 0.05 * scale,
+            "{dtype}: mean error {err} against mean size {scale}"
+        );
+    }
+}
