@@ -370,20 +370,22 @@ fn model_ids_resolve_through_the_hub_cache() {
     copy_fixture("gpt2", &snap);
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs").join("main"), "abc123\n").unwrap();
-    // Only this test touches HF_HUB_CACHE in this test binary.
-    std::env::set_var("HF_HUB_CACHE", tmp.path());
+    let cache = Some(tmp.path().to_path_buf());
     assert_eq!(
-        neuronmap::engine::resolve_model_dir("org/tiny").unwrap(),
+        neuronmap::engine::resolve_model_dir_in("org/tiny", cache.clone()).unwrap(),
         snap
     );
+    // The manifest records the snapshot's revision.
     let input = write_prompts(tmp.path(), &prompts()[..2]);
     let out = tmp.path().join("out");
-    let mut req = request(&fixture("gpt2"), &input, &out, &["hook_embed"], 2);
-    req.model = "org/tiny".into();
-    run(&req, &EngineOptions::default());
+    run(
+        &request(&snap, &input, &out, &["hook_embed"], 2),
+        &EngineOptions::default(),
+    );
     let m = load_output(&out).manifest;
     assert_eq!(m["model"]["revision"], "abc123");
-    assert!(neuronmap::engine::resolve_model_dir("org/missing").is_err());
+    let err = neuronmap::engine::resolve_model_dir_in("org/missing", cache).unwrap_err();
+    assert!(err.to_string().contains("models--org--missing"), "{err}");
 }
 
 #[test]
