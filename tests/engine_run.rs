@@ -370,18 +370,61 @@ fn model_ids_resolve_through_the_hub_cache() {
     copy_fixture("gpt2", &snap);
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs").join("main"), "abc123\n").unwrap();
-    // Only this test touches HF_HUB_CACHE in this test binary.
-    std::env::set_var("HF_HUB_CACHE", tmp.path());
+    let cache = Some(tmp.path().to_path_buf());
     assert_eq!(
-        neuronmap::engine::resolve_model_dir("org/tiny").unwrap(),
+        neuronmap::engine::resolve_model_dir_in("org/tiny", cache.clone()).unwrap(),
         snap
     );
+    // The manifest records the snapshot's revision.
     let input = write_prompts(tmp.path(), &prompts()[..2]);
     let out = tmp.path().join("out");
-    let mut req = request(&fixture("gpt2"), &input, &out, &["hook_embed"], 2);
-    req.model = "org/tiny".into();
-    run(&req, &EngineOptions::default());
+    run(
+        &request(&snap, &input, &out, &["hook_embed"], 2),
+        &EngineOptions::default(),
+    );
     let m = load_output(&out).manifest;
     assert_eq!(m["model"]["revision"], "abc123");
-    assert!(neuronmap::engine::resolve_model_dir("org/missing").is_err());
+    let err = neuronmap::engine::resolve_model_dir_in("org/missing", cache).unwrap_err();
+    assert!(err.to_string().contains("models--org--missing"), "{err}");
+}
+
+#[test]
+fn half_precision_stays_close_to_f32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_prompts(tmp.path(), &prompts()[..4]);
+    let full = tmp.path().join("f32");
+    run(
+        &request(
+            &fixture("llama"),
+            &input,
+            &full,
+            &["blocks.*.hook_resid_post"],
+            2,
+        ),
+        &EngineOptions::default(),
+    );
+    let a = load_output(&full);
+    for dtype in ["f16", "bf16"] {
+        let out = tmp.path().join(dtype);
+        let mut req = request(
+            &fixture("llama"),
+            &input,
+            &out,
+            &["blocks.*.hook_resid_post"],
+            2,
+        );
+        req.dtype = Some(dtype.into());
+        run(&req, &EngineOptions::default());
+        let b = load_output(&out);
+        assert_eq!(b.manifest["dtype"], dtype);
+        assert_eq!(a.ids, b.ids);
+        let (_, x) = &a.hooks["blocks.2.hook_resid_post"];
+        let (_, y) = &b.hooks["blocks.2.hook_resid_post"];
+        let err = x.iter().zip(y).map(|(p, q)| (p - q).abs()).sum::<f64>() / x.len() as f64;
+        let scale = x.iter().map(|p| p.abs()).sum::<f64>() / x.len() as f64;
+        assert!(
+            err < 0.05 * scale,
+            "{dtype}: mean error {err} against mean size {scale}"
+        );
+    }
 }

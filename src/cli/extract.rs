@@ -46,7 +46,7 @@ pub struct ExtractArgs {
     #[arg(long)]
     pub resume: bool,
     /// Target shard size in MiB.
-    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub shard_mib: u64,
 }
 

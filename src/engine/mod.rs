@@ -40,6 +40,11 @@ pub fn run_extract(
 /// Turns `--model` into a folder: a folder path as is; an `org/name` id through the Hugging
 /// Face hub cache (`models--org--name/refs/main` -> `snapshots/<rev>`).
 pub fn resolve_model_dir(model: &str) -> Result<PathBuf, EngineError> {
+    resolve_model_dir_in(model, run::hub_cache_dir())
+}
+
+/// [`resolve_model_dir`] with an explicit hub cache folder (`None`: there is none).
+pub fn resolve_model_dir_in(model: &str, cache: Option<PathBuf>) -> Result<PathBuf, EngineError> {
     let path = Path::new(model);
     if path.is_dir() {
         return Ok(path.to_path_buf());
@@ -53,7 +58,7 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf, EngineError> {
                 .into(),
         });
     }
-    let Some(cache) = run::hub_cache_dir() else {
+    let Some(cache) = cache else {
         return Err(EngineError::ModelNotFound {
             model: model.to_string(),
             hint: "no Hugging Face cache location (set HF_HUB_CACHE or HF_HOME)".into(),

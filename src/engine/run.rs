@@ -34,7 +34,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
-            shard_target_bytes: 256 << 20,
+            shard_target_bytes: 64 << 20,
             stats_chunk_prompts: 256,
         }
     }
