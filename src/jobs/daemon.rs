@@ -446,6 +446,8 @@ impl Daemon {
             .arg(id.to_string())
             .arg("--attempt")
             .arg(attempt.to_string())
+            .arg("--shard-mib")
+            .arg(self.setup.config.shard_mib.to_string())
             .env(crate::paths::STATE_DIR_ENV, &self.setup.state_dir)
             .env("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
             .stdin(Stdio::null())
@@ -456,10 +458,10 @@ impl Daemon {
                 cmd.env("CUDA_VISIBLE_DEVICES", index.to_string());
             }
             Target::Cpu => {
-                cmd.env("CUDA_VISIBLE_DEVICES", "").env(
-                    "RAYON_NUM_THREADS",
-                    self.setup.config.cpu_cores_per_job.to_string(),
-                );
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let threads = (self.setup.config.cpu_cores_per_job as usize).min(cores);
+                cmd.env("CUDA_VISIBLE_DEVICES", "")
+                    .env("RAYON_NUM_THREADS", threads.to_string());
             }
         }
         process::detach_session(&mut cmd).spawn()

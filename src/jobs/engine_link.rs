@@ -36,14 +36,19 @@ pub fn estimate_peak_bytes(
         .sum())
 }
 
-/// Runs the extraction, reporting progress after every batch and stopping after a whole shard
-/// once `cancel` is set.
+/// Runs the extraction with shards of about `shard_bytes`, reporting progress after every
+/// batch and stopping after a whole shard once `cancel` is set.
 pub fn run(
     req: &ExtractRequest,
+    shard_bytes: u64,
     on_progress: &mut dyn FnMut(&RunProgress),
     cancel: &AtomicBool,
 ) -> Result<RunOutcome, RunFailure> {
-    crate::engine::run_extract(req, on_progress, cancel).map_err(|e| {
+    let options = crate::engine::EngineOptions {
+        shard_target_bytes: shard_bytes,
+        ..crate::engine::EngineOptions::default()
+    };
+    crate::engine::run_extract_with(req, &options, on_progress, cancel).map_err(|e| {
         let message = e.to_string();
         let lower = message.to_lowercase();
         RunFailure {
