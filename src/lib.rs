@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod estimate;
 pub mod models;
 pub mod paths;
 pub mod telemetry;
