@@ -9,7 +9,9 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod estimate;
 pub mod jobs;
+pub mod models;
 pub mod paths;
 pub mod telemetry;
 pub mod tui;

@@ -4,6 +4,8 @@
 pub mod daemon;
 pub mod extract;
 pub mod jobs;
+pub mod models;
+pub mod pull;
 pub mod record;
 pub mod snapshot;
 pub mod submit;
@@ -92,6 +94,10 @@ pub enum Command {
     Worker(worker::WorkerArgs),
     /// Extract activations, statistics or attention patterns from a model (foreground).
     Extract(extract::ExtractArgs),
+    /// List known models (registry, Hugging Face cache, configured folders).
+    Models(models::ModelsArgs),
+    /// Download a model into the Hugging Face cache.
+    Pull(pull::PullArgs),
 }
 
 /// Runs the parsed command line and returns the process exit status.
@@ -136,6 +142,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Daemon(args)) => daemon::run(args, &cli.global, &config),
         Some(Command::Worker(args)) => worker::run(args),
         Some(Command::Extract(args)) => extract::run(args),
+        Some(Command::Models(args)) => models::run(args, &cli.global, &config),
+        Some(Command::Pull(args)) => pull::run(args, &cli.global, &config),
     }
 }
 
