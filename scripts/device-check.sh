@@ -17,6 +17,10 @@
 #   compare-CARD-DATE.txt      per-field comparison table of those pairs
 #   timings-CARD-DATE.txt      `neuronmap snapshot` vs `nvidia-smi` wall time (ten runs each),
 #                              and the dashboard's CPU % and peak RSS over 30 s (live, 1 s)
+#   engine-CARD-DATE.txt       scripts/device-check-engine.sh: parity with Hugging Face on the
+#                              GPU and tokens/s against PyTorch (only with a binary built with
+#                              `--features cuda`, see README "CUDA"; about 2 more minutes)
+# Set SKIP_TELEMETRY=1 to run only the engine part.
 # Commit the trace under assets/traces/ and the rest under bench-results/.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,6 +40,11 @@ nvidia-smi -L > "$out/nvidia-smi-L-$tag.txt" 2>&1
 nvidia-smi > "$out/nvidia-smi-$tag.txt" 2>&1
 
 fields=index,name,uuid,pci.bus_id,driver_version,memory.total,memory.used,memory.free,utilization.gpu,utilization.memory,temperature.gpu,fan.speed,power.draw,enforced.power.limit,clocks.sm,clocks.mem,clocks.gr,pstate,compute_cap
+
+if [ "${SKIP_TELEMETRY:-0}" = 1 ]; then
+  bash "$here/device-check-engine.sh" "$out" "$bin"
+  exit $?
+fi
 
 # 1. A 60 s recording at 250 ms, with a 30 s matmul load on GPU 0 at the start.
 log "recording 60 s at 250 ms"
@@ -99,3 +108,6 @@ cat "$out/compare-$tag.txt" >&2
 } > "$out/timings-$tag.txt" 2>&1
 cat "$out/timings-$tag.txt" >&2
 log "done: $out"
+
+# 5. The engine on the GPU (skipped, with a line saying so, when the binary has no CUDA).
+bash "$here/device-check-engine.sh" "$out" "$bin"

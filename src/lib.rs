@@ -3,13 +3,15 @@
 //! The library is split by part of the design (see DESIGN.md in the README):
 //! - [`telemetry`]: GPU (NVML or a replayed trace) and host (sysinfo) sampling, histories.
 //! - [`config`]: the config file.
+//! - [`models`]: the model catalogue (registry, Hugging Face cache, folders, safetensors headers).
+//! - [`engine`]: hooked forward passes on candle and streamed extraction to safetensors shards.
+//! - [`jobs`]: the persistent job queue (SQLite), the scheduler daemon and its workers.
 //! - [`tui`]: the dashboard (ratatui); only this and [`cli`] know about terminals.
 //! - [`cli`]: the subcommands, each a thin layer over the library calls above.
 
 pub mod cli;
 pub mod config;
 pub mod engine;
-pub mod estimate;
 pub mod jobs;
 pub mod models;
 pub mod paths;

@@ -203,3 +203,40 @@ fn out_of_range_interval_and_speed_are_rejected() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--speed"));
 }
+
+#[test]
+fn the_real_h100_trace_drives_snapshot_with_its_recorded_values() {
+    use neuronmap::telemetry::trace::TraceReader;
+    let trace =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/traces/h100-80gb-hbm3-2026-11-27.jsonl");
+    let (header, samples) = TraceReader::open(&trace).unwrap().read_all().unwrap();
+    assert_eq!(header.source, "nvml", "a real recording, not synthetic");
+    assert!(samples.len() >= 200, "60 s at 250 ms");
+    // The load ran on the GPU for part of the recording: utilisation and a process show up.
+    assert!(samples
+        .iter()
+        .any(|s| s.gpus[0].utilization_gpu_percent.unwrap_or(0) > 90));
+    assert!(samples.iter().any(|s| !s.gpus[0].processes.is_empty()));
+
+    let out = run(bin()
+        .arg("--replay")
+        .arg(&trace)
+        .args(["snapshot", "--json"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let g = &v["gpus"][0];
+    assert_eq!(g["name"], header.devices[0].name.as_str());
+    assert_eq!(g["uuid"], header.devices[0].uuid.as_str());
+    assert_eq!(
+        g["memory_total_bytes"],
+        header.devices[0].memory_total_bytes
+    );
+    assert_eq!(
+        g["memory_used_bytes"].as_u64(),
+        samples[0].gpus[0].memory_used_bytes
+    );
+    assert_eq!(
+        v["driver"]["driver_version"].as_str(),
+        header.driver.driver_version.as_deref()
+    );
+}

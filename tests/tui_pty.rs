@@ -199,17 +199,27 @@ fn dashboard_replays_answers_keys_survives_resizes_and_restores_the_terminal() {
     s.assert_terminal_restored();
 }
 
-#[test]
-fn sigterm_exits_cleanly_and_restores_the_terminal() {
+/// Sends `signal` to the running dashboard and checks it exits 0 with the terminal restored.
+fn signal_exits_cleanly_and_restores_the_terminal(signal: libc::c_int) {
     let mut s = Session::start(80, 24, &[]);
     s.wait_for("eight GPU rows", all_gpu_rows);
     let pid = s.child.process_id().expect("child pid");
     // SAFETY: kill(2) with a positive pid of our own child and a valid signal number.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
     assert_eq!(rc, 0);
     let status = s.finish();
     assert!(status.success(), "exit status {status:?}");
     s.assert_terminal_restored();
+}
+
+#[test]
+fn sigterm_exits_cleanly_and_restores_the_terminal() {
+    signal_exits_cleanly_and_restores_the_terminal(libc::SIGTERM);
+}
+
+#[test]
+fn sighup_exits_cleanly_and_restores_the_terminal() {
+    signal_exits_cleanly_and_restores_the_terminal(libc::SIGHUP);
 }
 
 #[test]
