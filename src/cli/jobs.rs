@@ -10,10 +10,10 @@ use clap::Args;
 
 use super::GlobalArgs;
 use crate::config::Config;
+use crate::jobs::client;
 use crate::jobs::daemon::{job_lock_path, job_log_path};
 use crate::jobs::job::{Job, JobId, JobState};
-use crate::jobs::process;
-use crate::jobs::store::{CancelOutcome, Store};
+use crate::jobs::store::Store;
 
 /// Arguments of `neuronmap jobs`.
 #[derive(Debug, Args)]
@@ -221,11 +221,13 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
             e.reason
         ));
     }
-    let log = job_log_path(&crate::paths::state_dir()?, job.id);
-    if let Ok(text) = std::fs::read_to_string(&log) {
-        out.push_str(&format!("\nlast log lines ({}):\n", log.display()));
-        let lines: Vec<&str> = text.lines().collect();
-        for l in &lines[lines.len().saturating_sub(10)..] {
+    let detail = client::detail(&store, &crate::paths::state_dir()?, job.id, 10)?;
+    if !detail.log_tail.is_empty() {
+        out.push_str(&format!(
+            "\nlast log lines ({}):\n",
+            detail.log_path.display()
+        ));
+        for l in &detail.log_tail {
             out.push_str(&format!("  {l}\n"));
         }
     }
@@ -282,31 +284,21 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
 /// `neuronmap cancel JOB`.
 pub fn cancel(args: &JobArg, config: &Config) -> anyhow::Result<ExitCode> {
     let mut store = Store::open_default()?;
-    match store.cancel(args.job)? {
-        CancelOutcome::Cancelled => {
-            super::print_stdout(&format!("job {} cancelled\n", args.job))?;
-        }
-        CancelOutcome::Requested { pid, start_ticks } => {
-            if let (Some(pid), Some(ticks)) = (pid, start_ticks) {
-                process::signal_if_same(pid as u32, ticks as u64, libc::SIGTERM);
-            }
-            super::print_stdout(&format!(
-                "job {}: cancelling; it stops after its current shard (killed after {} s)\n",
-                args.job, config.jobs.cancel_timeout_seconds
-            ))?;
-        }
-    }
+    let message = client::cancel(&mut store, args.job)?;
+    let timeout = if message.contains("cancelling") {
+        format!(" (killed after {} s)", config.jobs.cancel_timeout_seconds)
+    } else {
+        String::new()
+    };
+    super::print_stdout(&format!("{message}{timeout}\n"))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `neuronmap retry JOB`.
 pub fn retry(args: &JobArg, global: &GlobalArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let mut store = Store::open_default()?;
-    store.retry(args.job)?;
-    super::print_stdout(&format!(
-        "job {} queued again; it resumes from its last whole shard\n",
-        args.job
-    ))?;
+    let message = client::retry(&mut store, args.job)?;
+    super::print_stdout(&format!("{message}\n"))?;
     super::daemon::ensure_running(global, config)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,10 +9,13 @@ use crossterm::event::{
 };
 use ratatui::layout::Rect;
 
+use super::job_queue::JobQueueView;
 use super::layout::{self, Content, Dashboard, GpuMode, Panel, Screen};
 use super::process_table::{self, ProcessRow, RowKey, Sort};
 use super::theme::{Level, Theme};
 use crate::config::{CompactField, FocusPanel};
+use crate::jobs::client::{JobDetail, JobFeedEvent};
+use crate::jobs::job::JobId;
 use crate::telemetry::history::History;
 use crate::telemetry::model::Frame;
 use crate::telemetry::sampler::SamplerEvent;
@@ -61,6 +64,12 @@ pub struct KillRequest {
 pub enum Effect {
     /// Send a signal (confirmed by the user, checked to be the viewer's own process).
     SendSignal(KillRequest),
+    /// Load a job's detail (answered with [`Input::JobDetail`]).
+    OpenJob(JobId),
+    /// Cancel a job (answered with [`Input::JobActed`]).
+    CancelJob(JobId),
+    /// Queue a job again (answered with [`Input::JobActed`]).
+    RetryJob(JobId),
 }
 
 /// Everything that can change the state.
@@ -81,6 +90,12 @@ pub enum Input {
         /// `Err` with the OS's reason when sending failed.
         result: Result<(), String>,
     },
+    /// A reading of the job queue.
+    JobFeed(JobFeedEvent),
+    /// The answer to [`Effect::OpenJob`].
+    JobDetail(Result<Box<JobDetail>, String>),
+    /// The answer to [`Effect::CancelJob`] or [`Effect::RetryJob`]: a message either way.
+    JobActed(Result<String, String>),
 }
 
 /// A modal layer over the dashboard.
@@ -92,6 +107,8 @@ pub enum Overlay {
     Help,
     /// "Send SIGTERM to pid ...? y/n".
     ConfirmKill(KillRequest),
+    /// The detail of the job in [`JobQueueView::detail`].
+    JobDetail,
 }
 
 /// Whether keys go to the filter prompt.
@@ -185,6 +202,8 @@ pub struct App {
     pub help_scroll: u16,
     /// Set when the user asked to quit.
     pub should_quit: bool,
+    /// The job queue panel's state.
+    pub queue: JobQueueView,
 }
 
 impl App {
@@ -224,6 +243,7 @@ impl App {
             signalled: HashMap::new(),
             help_scroll: 0,
             should_quit: false,
+            queue: JobQueueView::default(),
         }
     }
 
@@ -233,8 +253,15 @@ impl App {
             Some(f) => Content {
                 gpus: if f.driver.available { f.gpus.len() } else { 0 },
                 cores: f.host.per_core_percent.len(),
+                jobs: self.queue.jobs.len(),
+                jobs_focused: self.focus == Panel::Jobs,
             },
-            None => Content { gpus: 0, cores: 0 },
+            None => Content {
+                gpus: 0,
+                cores: 0,
+                jobs: self.queue.jobs.len(),
+                jobs_focused: self.focus == Panel::Jobs,
+            },
         }
     }
 
@@ -273,8 +300,40 @@ impl App {
             }
             Input::Sampler(event) => self.on_sampler(event),
             Input::Signalled { request, result } => self.on_signalled(request, result),
+            Input::JobFeed(JobFeedEvent::Jobs(jobs)) => self.queue.set_jobs(jobs),
+            Input::JobFeed(JobFeedEvent::Failed(why)) => self.queue.error = Some(why),
+            Input::JobDetail(Ok(detail)) => {
+                self.queue.detail = Some(*detail);
+                self.overlay = Overlay::JobDetail;
+            }
+            Input::JobDetail(Err(why)) | Input::JobActed(Err(why)) => {
+                self.set_status(why, Level::Warn)
+            }
+            Input::JobActed(Ok(message)) => self.set_status(message, Level::Good),
         }
         None
+    }
+
+    /// Keys of the job queue panel and the job detail view: Enter opens the detail, `c`
+    /// cancels, `R` retries.
+    fn on_job_key(&mut self, code: KeyCode) -> Option<Option<Effect>> {
+        let in_detail = self.overlay == Overlay::JobDetail;
+        let id = if in_detail {
+            self.queue.detail.as_ref().map(|d| d.job.id)
+        } else {
+            self.queue.selected
+        };
+        match code {
+            KeyCode::Enter if !in_detail => Some(id.map(Effect::OpenJob)),
+            KeyCode::Char('c') => Some(id.map(Effect::CancelJob)),
+            KeyCode::Char('R') => Some(id.map(Effect::RetryJob)),
+            KeyCode::Esc | KeyCode::Enter if in_detail => {
+                self.overlay = Overlay::None;
+                self.queue.detail = None;
+                Some(None)
+            }
+            _ => None,
+        }
     }
 
     fn on_sampler(&mut self, event: SamplerEvent) {
@@ -352,7 +411,18 @@ impl App {
                 }
                 return None;
             }
+            Overlay::JobDetail => {
+                if key.code == KeyCode::Char('q') {
+                    self.should_quit = true;
+                }
+                return self.on_job_key(key.code).flatten();
+            }
             Overlay::None => {}
+        }
+        if self.focus == Panel::Jobs {
+            if let Some(effect) = self.on_job_key(key.code) {
+                return effect;
+            }
         }
         match key.code {
             KeyCode::Char('q') => self.should_quit = true,
@@ -548,7 +618,7 @@ impl App {
                 };
                 self.set_sort(column, false);
             }
-            Panel::Host => {}
+            Panel::Host | Panel::Jobs => {}
         }
     }
 
@@ -570,6 +640,10 @@ impl App {
                 let index = moved_index(current, self.rows.len(), step);
                 self.selected_process = self.rows.get(index).map(ProcessRow::key);
             }
+            Panel::Jobs => {
+                let visible = self.visible_job_rows();
+                self.queue.move_selection(step, visible);
+            }
             Panel::Host => {}
         }
         self.keep_selection_visible();
@@ -586,6 +660,13 @@ impl App {
     pub fn visible_process_rows(&self) -> usize {
         self.dashboard()
             .and_then(|d| d.area_of(Panel::Processes))
+            .map_or(1, |a| usize::from(a.height.saturating_sub(3)).max(1))
+    }
+
+    /// Rows of the job queue that fit on screen.
+    pub fn visible_job_rows(&self) -> usize {
+        self.dashboard()
+            .and_then(|d| d.area_of(Panel::Jobs))
             .map_or(1, |a| usize::from(a.height.saturating_sub(3)).max(1))
     }
 
@@ -661,6 +742,14 @@ impl App {
                 };
                 if let Some(i) = index.filter(|i| *i < count) {
                     self.selected_gpu = i;
+                }
+            }
+            Panel::Jobs => {
+                if let Some(line) = row.checked_sub(area.y + 2) {
+                    let index = self.queue.offset + usize::from(line);
+                    if let Some(job) = self.queue.jobs.get(index) {
+                        self.queue.selected = Some(job.id);
+                    }
                 }
             }
             Panel::Host => {}

@@ -19,6 +19,21 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ],
         (_, Overlay::ConfirmKill(_)) => &[("y", "send signal"), ("n/Esc", "cancel")],
         (_, Overlay::Help) => &[("Esc/?", "close help"), ("q", "quit")],
+        (_, Overlay::JobDetail) => &[
+            ("Esc", "close"),
+            ("c", "cancel"),
+            ("R", "retry"),
+            ("q", "quit"),
+        ],
+        (_, Overlay::None) if app.focus == Panel::Jobs => &[
+            ("q", "quit"),
+            ("?", "help"),
+            ("Tab", "panel"),
+            ("Up/Dn", "select"),
+            ("Enter", "detail"),
+            ("c", "cancel"),
+            ("R", "retry"),
+        ],
         (_, Overlay::None) if app.focus == Panel::Processes => &[
             ("q", "quit"),
             ("?", "help"),
