@@ -94,9 +94,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let title = Line::from(format!(" Jobs ({running} running, {queued} queued) "));
     let block = panel_block(app, Panel::Jobs, title);
     let header = Row::new(HEADINGS.map(|h| Cell::from(h).style(theme.label())));
-    let rows: Vec<Row> = queue
-        .jobs
+    // Only the rows that can show are built: the queue may hold thousands of jobs.
+    let visible = usize::from(area.height.saturating_sub(3)).max(1);
+    let first = queue.offset.min(queue.jobs.len());
+    let rows: Vec<Row> = queue.jobs[first..]
         .iter()
+        .take(visible)
         .map(|j| {
             let mut bar = super::gauge_spans(app, j.progress * 100.0, 10);
             bar.push(Span::raw(format!(" {:>3.0}%", j.progress * 100.0)));
@@ -138,8 +141,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .header(header)
         .block(block)
         .row_highlight_style(theme.selection());
-    let mut state = TableState::new()
-        .with_offset(queue.offset)
-        .with_selected(queue.selected_index());
+    let selected = queue
+        .selected_index()
+        .and_then(|i| i.checked_sub(first))
+        .filter(|i| *i < visible);
+    let mut state = TableState::new().with_selected(selected);
     frame.render_stateful_widget(table, area, &mut state);
 }
