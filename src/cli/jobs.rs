@@ -11,7 +11,7 @@ use clap::Args;
 use super::GlobalArgs;
 use crate::config::Config;
 use crate::jobs::client;
-use crate::jobs::daemon::{job_lock_path, job_log_path};
+use crate::jobs::daemon::{job_lock_path, job_log_path, running_daemon};
 use crate::jobs::job::{Job, JobId, JobState};
 use crate::jobs::store::Store;
 
@@ -61,6 +61,12 @@ pub fn list(args: &JobsArgs) -> anyhow::Result<ExitCode> {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&jobs)?))?;
     } else {
         super::print_stdout(&table(&jobs))?;
+        let waiting = jobs.iter().any(|j| j.state == JobState::Queued && !j.held);
+        if waiting && running_daemon(&crate::paths::state_dir()?)?.is_none() {
+            eprintln!(
+                "note: no daemon runs, so queued jobs wait; `neuronmap daemon --detach` starts one"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
