@@ -147,16 +147,26 @@ impl Daemon {
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), DaemonError> {
         let poll = Duration::from_millis(self.setup.config.poll_interval_ms);
         let mut seen_version = None;
+        let mut seen_queue = None;
         let mut last_pass: Option<Instant> = None;
         while !stop.load(Ordering::SeqCst) {
             let changed = self.reap()?;
             self.escalate_cancels()?;
-            let version = self.store.data_version()?;
             let due = last_pass.is_none_or(|t| t.elapsed() >= PASS_EVERY);
-            if changed || due || seen_version != Some(version) {
+            // data_version is nearly free; the signature is read only when another connection
+            // wrote, and progress reports (which change neither) cause no pass.
+            let version = self.store.data_version()?;
+            let mut queue_changed = false;
+            if seen_version != Some(version) {
+                seen_version = Some(version);
+                let signature = self.store.queue_signature()?;
+                queue_changed = seen_queue != Some(signature);
+                seen_queue = Some(signature);
+            }
+            if changed || due || queue_changed {
                 self.pass()?;
                 // Our own writes in the pass do not change data_version for this connection.
-                seen_version = Some(self.store.data_version()?);
+                seen_queue = Some(self.store.queue_signature()?);
                 last_pass = Some(Instant::now());
             }
             std::thread::sleep(poll);

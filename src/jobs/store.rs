@@ -270,6 +270,21 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// A summary that changes whenever the queue changes in a way scheduling cares about
+    /// (a job added, started, ended, removed, held or released) but not on progress reports,
+    /// so the daemon can skip passes that would decide nothing new.
+    pub fn queue_signature(&self) -> Result<[i64; 4], StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*), coalesce(max(id), 0), \
+                 coalesce(sum(state = 'running'), 0), coalesce(sum(state = 'queued' AND held = 0), 0) \
+                 FROM jobs",
+                [],
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+            )
+            .map_err(|e| self.sql(e))
+    }
+
     /// Adds a job and its `submitted` event; returns its id.
     pub fn submit(&mut self, sub: &Submission) -> Result<JobId, StoreError> {
         let spec = serde_json::to_string(&sub.request).map_err(|e| StoreError::BadRow {
@@ -1149,6 +1164,29 @@ mod tests {
         assert!(store.remove(running).is_err(), "running jobs stay");
         store.remove(queued).unwrap();
         assert!(matches!(store.get(queued), Err(StoreError::NoSuchJob(_))));
+    }
+
+    #[test]
+    fn the_queue_signature_ignores_progress_but_sees_every_queue_change() {
+        let (_dir, mut store) = temp_store();
+        let empty = store.queue_signature().unwrap();
+        let id = store.submit(&submission("/o/a", 0)).unwrap();
+        let queued = store.queue_signature().unwrap();
+        assert_ne!(empty, queued);
+        store.set_held(id, true).unwrap();
+        let held = store.queue_signature().unwrap();
+        assert_ne!(held, queued);
+        store.set_held(id, false).unwrap();
+        store.start(id, Target::Cpu, None).unwrap();
+        let running = store.queue_signature().unwrap();
+        assert_ne!(running, queued);
+        let progress = RunProgress {
+            prompts_done: 1,
+            prompts_total: 2,
+            ..RunProgress::default()
+        };
+        store.report_progress(id, &progress).unwrap();
+        assert_eq!(store.queue_signature().unwrap(), running);
     }
 
     #[test]
