@@ -93,6 +93,11 @@ pub fn run(
         request.out.display(),
         if request.resume { " (resuming)" } else { "" }
     ));
+    log(&format!(
+        "CUDA_VISIBLE_DEVICES={} CUDA_DEVICE_ORDER={}",
+        std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "(unset)".into()),
+        std::env::var("CUDA_DEVICE_ORDER").unwrap_or_else(|_| "(unset)".into())
+    ));
 
     let mut last_store: Option<Instant> = None;
     let mut last_log: Option<Instant> = None;
