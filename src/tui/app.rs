@@ -12,10 +12,11 @@ use ratatui::layout::Rect;
 use super::job_queue::JobQueueView;
 use super::layout::{self, Content, Dashboard, GpuMode, Panel, Screen};
 use super::process_table::{self, ProcessRow, RowKey, Sort};
+use super::submit_form::{FormAction, SubmitForm};
 use super::theme::{Level, Theme};
 use crate::config::{CompactField, FocusPanel};
 use crate::jobs::client::{JobDetail, JobFeedEvent};
-use crate::jobs::job::JobId;
+use crate::jobs::job::{JobId, Submission};
 use crate::telemetry::history::History;
 use crate::telemetry::model::Frame;
 use crate::telemetry::sampler::SamplerEvent;
@@ -60,7 +61,7 @@ pub struct KillRequest {
 }
 
 /// A side effect [`App::update`] asks the event loop to perform.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Send a signal (confirmed by the user, checked to be the viewer's own process).
     SendSignal(KillRequest),
@@ -70,6 +71,13 @@ pub enum Effect {
     CancelJob(JobId),
     /// Queue a job again (answered with [`Input::JobActed`]).
     RetryJob(JobId),
+    /// Store a new job from the submit form (answered with [`Input::JobActed`]).
+    SubmitJob {
+        /// The job.
+        submission: Box<Submission>,
+        /// Start a daemon if none runs (`jobs.auto_start_daemon`).
+        start_daemon: bool,
+    },
 }
 
 /// Everything that can change the state.
@@ -109,6 +117,8 @@ pub enum Overlay {
     ConfirmKill(KillRequest),
     /// The detail of the job in [`JobQueueView::detail`].
     JobDetail,
+    /// The submit form in [`App::form`].
+    SubmitForm,
 }
 
 /// Whether keys go to the filter prompt.
@@ -204,6 +214,10 @@ pub struct App {
     pub should_quit: bool,
     /// The job queue panel's state.
     pub queue: JobQueueView,
+    /// The submit form, while open.
+    pub form: Option<SubmitForm>,
+    /// Submitting from the dashboard starts a daemon when none runs (`jobs.auto_start_daemon`).
+    pub auto_start_daemon: bool,
 }
 
 impl App {
@@ -244,6 +258,8 @@ impl App {
             help_scroll: 0,
             should_quit: false,
             queue: JobQueueView::default(),
+            form: None,
+            auto_start_daemon: true,
         }
     }
 
@@ -314,8 +330,37 @@ impl App {
         None
     }
 
+    /// Opens the submit form with `model` filled in (from the job queue's `n`, or from any
+    /// view that knows a model, such as a compatibility matrix cell).
+    pub fn open_submit_form(&mut self, model: &str) {
+        let mut form = SubmitForm::new(model);
+        form.refresh(self.frame.as_ref());
+        self.form = Some(form);
+        self.overlay = Overlay::SubmitForm;
+    }
+
+    fn on_form_key(&mut self, code: KeyCode) -> Option<Effect> {
+        let form = self.form.as_mut()?;
+        match form.on_key(code, self.frame.as_ref()) {
+            FormAction::None => None,
+            FormAction::Close => {
+                self.form = None;
+                self.overlay = Overlay::None;
+                None
+            }
+            FormAction::Submit(submission) => {
+                self.form = None;
+                self.overlay = Overlay::None;
+                Some(Effect::SubmitJob {
+                    submission,
+                    start_daemon: self.auto_start_daemon,
+                })
+            }
+        }
+    }
+
     /// Keys of the job queue panel and the job detail view: Enter opens the detail, `c`
-    /// cancels, `R` retries.
+    /// cancels, `R` retries, `n` opens the submit form (with the selected job's model).
     fn on_job_key(&mut self, code: KeyCode) -> Option<Option<Effect>> {
         let in_detail = self.overlay == Overlay::JobDetail;
         let id = if in_detail {
@@ -327,6 +372,15 @@ impl App {
             KeyCode::Enter if !in_detail => Some(id.map(Effect::OpenJob)),
             KeyCode::Char('c') => Some(id.map(Effect::CancelJob)),
             KeyCode::Char('R') => Some(id.map(Effect::RetryJob)),
+            KeyCode::Char('n') if !in_detail => {
+                let model = self
+                    .queue
+                    .selected_index()
+                    .map(|i| self.queue.jobs[i].model.clone())
+                    .unwrap_or_default();
+                self.open_submit_form(&model);
+                Some(None)
+            }
             KeyCode::Esc | KeyCode::Enter if in_detail => {
                 self.overlay = Overlay::None;
                 self.queue.detail = None;
@@ -411,6 +465,7 @@ impl App {
                 }
                 return None;
             }
+            Overlay::SubmitForm => return self.on_form_key(key.code),
             Overlay::JobDetail => {
                 if key.code == KeyCode::Char('q') {
                     self.should_quit = true;

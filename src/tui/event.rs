@@ -17,6 +17,8 @@ use super::app::{App, Effect, Input, KillRequest};
 use super::panels;
 use super::TuiError;
 use crate::jobs::client::{self, JobFeedEvent};
+use crate::jobs::daemon::{running_daemon, spawn_detached};
+use crate::jobs::job::Submission;
 use crate::jobs::store::Store;
 use crate::telemetry::sampler::SamplerEvent;
 
@@ -96,7 +98,27 @@ fn perform(effect: Effect) -> Input {
                 .and_then(|mut store| client::retry(&mut store, id))
                 .map_err(|e| e.to_string()),
         ),
+        Effect::SubmitJob {
+            submission,
+            start_daemon,
+        } => Input::JobActed(submit(&submission, start_daemon)),
     }
+}
+
+/// Stores a job from the submit form and starts a daemon when asked and none runs.
+fn submit(submission: &Submission, start_daemon: bool) -> Result<String, String> {
+    let id = Store::open_default()
+        .and_then(|mut store| store.submit(submission))
+        .map_err(|e| e.to_string())?;
+    if start_daemon {
+        let dir = crate::paths::state_dir().map_err(|e| e.to_string())?;
+        if running_daemon(&dir).map_err(|e| e.to_string())?.is_none() {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            spawn_detached(&dir, &exe, &[])
+                .map_err(|e| format!("job {id} queued, but the daemon did not start: {e}"))?;
+        }
+    }
+    Ok(format!("job {id} queued"))
 }
 
 fn draw(session: &mut TerminalSession, app: &App) -> Result<(), TuiError> {

@@ -11,6 +11,7 @@ pub mod job_queue;
 pub mod layout;
 pub mod panels;
 pub mod process_table;
+pub mod submit_form;
 pub mod theme;
 
 use std::time::Duration;
@@ -86,13 +87,14 @@ pub fn run(global: &GlobalArgs, config: &Config) -> anyhow::Result<()> {
         looping: global.loop_replay,
     };
     let history = History::for_span(config.telemetry.history(), interval);
-    let app = App::new(
+    let mut app = App::new(
         source_info,
         Theme::new(choice),
         &config.ui,
         history,
         viewer_uid(),
     );
+    app.auto_start_daemon = config.jobs.auto_start_daemon;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -742,3 +742,43 @@ fn enter_on_a_job_opens_its_detail_and_c_and_shift_r_ask_to_cancel_and_retry() {
     assert!(app.should_quit);
     assert_eq!(store.list(false).unwrap().len(), 3);
 }
+
+#[test]
+fn n_in_the_job_queue_opens_the_submit_form_and_enter_submits() {
+    use crate::jobs::client::JobFeedEvent;
+    use crate::jobs::job::DeviceRequest;
+    let (dir, store) = job_store();
+    let input = dir.path().join("p.txt");
+    std::fs::write(&input, "hello world\n").unwrap();
+    let mut app = demo_app(Origin::Live);
+    app.update(Input::JobFeed(JobFeedEvent::Jobs(
+        store.list(false).unwrap(),
+    )));
+    press(
+        &mut app,
+        &[KeyCode::Tab, KeyCode::Tab, KeyCode::Tab, KeyCode::Char('n')],
+    );
+    assert_eq!(app.overlay, Overlay::SubmitForm);
+    let form = app.form.as_ref().unwrap();
+    assert_eq!(
+        form.values[0], "/models/tiny-gpt2",
+        "the selected job's model"
+    );
+    let screen = text(&render(&mut app, 120, 40));
+    assert!(screen.contains("Submit a job"), "{screen}");
+    // The dataset field has the focus: type a path, then the output folder.
+    type_text(&mut app, input.to_str().unwrap());
+    press(&mut app, &[KeyCode::Tab]);
+    type_text(&mut app, dir.path().join("out").to_str().unwrap());
+    let effects = press(&mut app, &[KeyCode::Enter]);
+    let [Effect::SubmitJob {
+        submission,
+        start_daemon: true,
+    }] = effects.as_slice()
+    else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(submission.device, DeviceRequest::Any);
+    assert_eq!(submission.request.input, input);
+    assert_eq!(app.overlay, Overlay::None);
+}

@@ -35,6 +35,7 @@ pub const KEYS: &[(&str, &str)] = &[
         "jobs: the selected job's detail (spec, events, log)",
     ),
     ("c / R", "jobs and job detail: cancel / retry the job"),
+    ("n", "jobs: submit a new job (form with a live verdict)"),
     ("mouse", "wheel scrolls, click focuses and selects"),
 ];
 

@@ -9,6 +9,7 @@ pub mod host;
 pub mod job_detail;
 pub mod processes;
 pub mod queue;
+pub mod submit_form;
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -40,6 +41,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 Overlay::Help => help::draw_help(frame, area, app),
                 Overlay::ConfirmKill(request) => help::draw_confirm(frame, area, app, request),
                 Overlay::JobDetail => job_detail::draw(frame, area, app),
+                Overlay::SubmitForm => submit_form::draw(frame, area, app),
             }
         }
     }
