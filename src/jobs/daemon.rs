@@ -100,6 +100,7 @@ pub struct Daemon {
     workers: HashMap<JobId, Worker>,
     cancel_signalled: HashSet<JobId>,
     killed_after_cancel: HashSet<JobId>,
+    oom_kills_at_start: HashMap<JobId, u64>,
     cache: EstimateCache,
     _lock: FileLock,
 }
@@ -136,6 +137,7 @@ impl Daemon {
             workers: HashMap::new(),
             cancel_signalled: HashSet::new(),
             killed_after_cancel: HashSet::new(),
+            oom_kills_at_start: HashMap::new(),
             cache: EstimateCache::default(),
             _lock: lock,
         };
@@ -246,7 +248,12 @@ impl Daemon {
             self.workers.remove(&id);
             self.cancel_signalled.remove(&id);
             let killed_by_us = self.killed_after_cancel.remove(&id);
-            self.worker_ended(id, status, killed_by_us)?;
+            let oom_before = self.oom_kills_at_start.remove(&id);
+            let oom_killed = matches!(
+                (oom_before, process::cgroup_oom_kills()),
+                (Some(before), Some(now)) if now > before
+            );
+            self.worker_ended(id, status, killed_by_us, oom_killed)?;
         }
         Ok(any)
     }
@@ -257,6 +264,7 @@ impl Daemon {
         id: JobId,
         status: Option<ExitStatus>,
         killed_by_us: bool,
+        oom_killed: bool,
     ) -> Result<(), DaemonError> {
         if self.store.state_of(id)? != Some(JobState::Running) {
             return Ok(()); // The worker reported its result.
@@ -272,6 +280,17 @@ impl Daemon {
                 ),
             },
             Some(status) => match (status.signal(), status.code()) {
+                (Some(libc::SIGKILL), _) if oom_killed => {
+                    let message = format!(
+                        "worker killed by the kernel's out-of-memory killer (SIGKILL while the cgroup's oom_kill count rose); lower --batch or --max-len, then `neuronmap retry {id}`"
+                    );
+                    Ending {
+                        state: JobState::Failed,
+                        failure: Some(Failure::Oom),
+                        error: Some(message.clone()),
+                        reason: message,
+                    }
+                }
                 (Some(signal), _) => {
                     let name = process::signal_name(signal);
                     let hint = if signal == libc::SIGKILL {
@@ -421,6 +440,9 @@ impl Daemon {
         match self.spawn_worker(id, attempt, target) {
             Ok(child) => {
                 let pid = child.id();
+                if let Some(count) = process::cgroup_oom_kills() {
+                    self.oom_kills_at_start.insert(id, count);
+                }
                 if let Some(ticks) = process::start_ticks(pid) {
                     self.store.set_worker(id, pid, ticks)?;
                 }

@@ -150,6 +150,40 @@ pub fn lock_holder(path: &Path) -> std::io::Result<Option<(u32, u64)>> {
     Ok(Some(holder))
 }
 
+/// Kernel out-of-memory kills so far in this process's memory cgroup (cgroup v2
+/// `memory.events` or v1 `memory.oom_control`), when the system exposes them. Workers share the
+/// daemon's cgroup, so a rise while a worker ran means the kernel's OOM killer struck.
+pub fn cgroup_oom_kills() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut candidates = Vec::new();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            let root = Path::new("/sys/fs/cgroup/memory");
+            candidates.push(root.join(path).join("memory.oom_control"));
+            candidates.push(root.join("memory.oom_control"));
+        } else if controllers.is_empty() {
+            let root = Path::new("/sys/fs/cgroup");
+            candidates.push(root.join(path).join("memory.events"));
+            candidates.push(root.join("memory.events"));
+        }
+    }
+    candidates
+        .iter()
+        .find_map(|p| parse_oom_kill(&std::fs::read_to_string(p).ok()?))
+}
+
+/// The `oom_kill N` count of a cgroup memory file.
+pub fn parse_oom_kill(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+}
+
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_stop_signal(_: libc::c_int) {
@@ -193,6 +227,15 @@ mod tests {
         assert!(!is_same_process(me, ticks + 1));
         assert!(!signal_if_same(me, ticks + 1, 0));
         assert!(signal_if_same(me, ticks, 0), "signal 0 only checks");
+    }
+
+    #[test]
+    fn oom_kill_counts_are_read_from_v1_and_v2_files() {
+        let v2 = "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kill(v2), Some(2));
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n";
+        assert_eq!(parse_oom_kill(v1), Some(5));
+        assert_eq!(parse_oom_kill("oom 1\n"), None);
     }
 
     #[test]
