@@ -293,7 +293,14 @@ fn submit_latency() {
         let out = dir.path().join(format!("out{i}"));
         let t = Instant::now();
         let status = Command::new(EXE)
-            .args(["submit", "--device", "cpu", "--model"])
+            .args([
+                "submit",
+                "--device",
+                "cpu",
+                "--hooks",
+                "blocks.*.hook_resid_post",
+            ])
+            .arg("--model")
             .arg(&fixture)
             .arg("--input")
             .arg(&input)

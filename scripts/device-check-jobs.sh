@@ -16,14 +16,14 @@ for i in $(seq 1 16); do echo "The quick brown fox number $i jumps over the lazy
 for i in $(seq 1 4); do for w in $(seq 1 1000); do printf 'word%s ' "$w"; done; echo; done > "$OUT/long.txt"
 {
   echo "small job on cuda:0 (fits):"
-  "$BIN" submit --model tests/fixtures/gpt2 --input "$OUT/p.txt" --out "$OUT/o-small" --device cuda:0
+  "$BIN" submit --model tests/fixtures/gpt2 --input "$OUT/p.txt" --out "$OUT/o-small" --device cuda:0 --hooks "blocks.*.hook_resid_post"
   echo "attention of gpt2-xl, 512 prompts a batch (cannot fit):"
   "$BIN" submit --model gpt2-xl --input "$OUT/long.txt" --out "$OUT/o-xl" --device cuda:0 \
     --analysis attention --batch 512 --max-len 1024
   echo "small job, any device:"
-  "$BIN" submit --model tests/fixtures/gpt2 --input "$OUT/p.txt" --out "$OUT/o-any" --device any
+  "$BIN" submit --model tests/fixtures/gpt2 --input "$OUT/p.txt" --out "$OUT/o-any" --device any --hooks "blocks.*.hook_resid_post"
   echo "small job on the CPU:"
-  "$BIN" submit --model tests/fixtures/gpt2 --input "$OUT/p.txt" --out "$OUT/o-cpu" --device cpu
+  "$BIN" submit --model tests/fixtures/gpt2 --input "$OUT/p.txt" --out "$OUT/o-cpu" --device cpu --hooks "blocks.*.hook_resid_post"
 } > "$OUT/submit.txt" 2>&1
 "$BIN" "$@" snapshot --json > "$OUT/snapshot.json" 2>&1
 "$BIN" "$@" daemon > "$OUT/daemon.txt" 2>&1 &

@@ -113,6 +113,8 @@ impl Env {
             "cpu",
             "--batch",
             "4",
+            "--hooks",
+            "blocks.*.hook_resid_post",
         ];
         args.extend_from_slice(extra);
         self.ok(&args).trim().parse().unwrap()
