@@ -176,6 +176,9 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// The wait reason of a held job.
+pub const HELD_REASON: &str = "held; `neuronmap release` lets it run";
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     crate::telemetry::live::now_ms() as i64
@@ -314,7 +317,8 @@ impl Store {
         let now = now_ms();
         tx.execute(
             "INSERT INTO jobs (spec, model, analysis, output, device, priority, after_job, held, \
-             state, submitted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9)",
+             state, submitted_ms, wait_reason) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10)",
             params![
                 spec,
                 sub.request.model,
@@ -324,7 +328,8 @@ impl Store {
                 sub.priority,
                 sub.after.map(|a| a.0),
                 sub.held,
-                now
+                now,
+                sub.held.then_some(HELD_REASON)
             ],
         )
         .map_err(err)?;
@@ -738,7 +743,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         let reason = if held { "held" } else { "released" };
-        let wait = held.then_some("held; `neuronmap release` lets it run");
+        let wait = held.then_some(HELD_REASON);
         let changed = tx
             .execute(
                 "UPDATE jobs SET held = ?2, wait_reason = ?3 WHERE id = ?1 AND state = 'queued' AND held <> ?2",
@@ -1069,6 +1074,10 @@ mod tests {
         let mut held = submission("/o/d", 9);
         held.held = true;
         let held = store.submit(&held).unwrap();
+        assert_eq!(
+            store.get(held).unwrap().wait_reason.as_deref(),
+            Some(HELD_REASON)
+        );
         let order: Vec<JobId> = store.candidates().unwrap().iter().map(|c| c.id).collect();
         assert_eq!(order, vec![high, low, low2]);
         store.set_held(held, false).unwrap();
