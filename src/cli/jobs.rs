@@ -144,13 +144,22 @@ fn info(j: &Job) -> String {
                 parts.push(format!("{:.0} tok/s", j.run.tokens_per_second));
             }
             if let Some(peak) = j.run.peak_memory_bytes {
-                parts.push(format!("peak {}", crate::jobs::placement::gib(peak)));
+                parts.push(format!("peak {}", human_bytes(peak)));
             }
             parts.join(", ")
         }
         JobState::Succeeded => j.output.clone(),
         JobState::Failed => j.error.clone().unwrap_or_default(),
         JobState::Cancelled => String::new(),
+    }
+}
+
+/// Bytes in GiB from 1 GiB up, else in MiB.
+fn human_bytes(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        crate::jobs::placement::gib(bytes)
+    } else {
+        format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64)
     }
 }
 
@@ -204,10 +213,10 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
         ),
     );
     if let Some(e) = job.estimate_bytes {
-        field("estimate", crate::jobs::placement::gib(e.max(0) as u64));
+        field("estimate", human_bytes(e.max(0) as u64));
     }
     if let Some(p) = job.run.peak_memory_bytes {
-        field("peak", crate::jobs::placement::gib(p));
+        field("peak", human_bytes(p));
     }
     field("attempts", job.attempts.to_string());
     let extra = info(&job);
