@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -65,7 +65,6 @@ pub fn detach_session(command: &mut Command) -> &mut Command {
 pub struct FileLock {
     /// Kept open: closing it releases the lock.
     _file: File,
-    path: PathBuf,
 }
 
 /// Applies `command` (`F_OFD_SETLK` or `F_OFD_GETLK`) with a whole-file lock of `kind`.
@@ -109,15 +108,7 @@ impl FileLock {
         file.rewind()?;
         writeln!(file, "{me} {ticks}")?;
         file.flush()?;
-        Ok(Some(Self {
-            _file: file,
-            path: path.to_path_buf(),
-        }))
-    }
-
-    /// The locked file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Some(Self { _file: file }))
     }
 }
 

@@ -216,11 +216,6 @@ impl Store {
         Ok(store)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn sql(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
@@ -256,13 +251,6 @@ impl Store {
             .map_err(err)?;
         }
         tx.commit().map_err(err)
-    }
-
-    /// The schema version recorded in the database.
-    pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.conn
-            .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
-            .map_err(|e| self.sql(e))
     }
 
     /// A number that changes whenever another connection commits (SQLite's `data_version`):
@@ -793,17 +781,6 @@ impl Store {
         tx.commit().map_err(err)
     }
 
-    /// Counts jobs per state (for benchmarks and the dashboard's title).
-    pub fn count(&self, state: JobState) -> Result<i64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT count(*) FROM jobs WHERE state = ?1",
-                [state.as_str()],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.sql(e))
-    }
-
     /// Changes the state of `id` from one of `from` to `to`, applying `set` (SQL assignments
     /// whose parameters start at `?3`; `?1` is the id and `?2` the new state) and recording
     /// the event, in one transaction. False if the job was not in one of `from`.
@@ -1037,7 +1014,11 @@ mod tests {
     #[test]
     fn a_new_database_is_migrated_to_the_current_version_in_wal_mode() {
         let (dir, store) = temp_store();
-        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let version: i64 = store
+            .conn
+            .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
         let mode: String = store
             .conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
