@@ -175,8 +175,8 @@ fn human_seconds(s: f64) -> String {
 /// `neuronmap show JOB`.
 pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open_default()?;
-    let job = store.get(args.job)?;
-    let events = store.events(args.job)?;
+    let detail = client::detail(&store, &crate::paths::state_dir()?, args.job, 10)?;
+    let (job, events) = (&detail.job, &detail.events);
     if args.json {
         let value = serde_json::json!({ "job": job, "events": events });
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
@@ -219,7 +219,7 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
         field("peak", human_bytes(p));
     }
     field("attempts", job.attempts.to_string());
-    let extra = info(&job);
+    let extra = info(job);
     if !extra.is_empty() && job.state != JobState::Succeeded {
         field("info", extra);
     }
@@ -227,7 +227,7 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
         field("failure", f.label());
     }
     out.push_str("\nevents:\n");
-    for e in &events {
+    for e in events {
         let from = e.from.map_or("-".to_string(), |s| s.to_string());
         out.push_str(&format!(
             "  {}  {from} -> {}  {}\n",
@@ -236,7 +236,6 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
             e.reason
         ));
     }
-    let detail = client::detail(&store, &crate::paths::state_dir()?, job.id, 10)?;
     if !detail.log_tail.is_empty() {
         out.push_str(&format!(
             "\nlast log lines ({}):\n",

@@ -315,7 +315,7 @@ impl Daemon {
                         reason: message,
                     }
                 }
-                (None, None) => unreachable_status(id),
+                (None, None) => unknown_status(id),
             },
             None => {
                 // An adopted worker: its exit status went to its original parent.
@@ -523,7 +523,7 @@ fn load_of(job: &RunningJob, frame: &Frame, margin: f64) -> Option<Load> {
 
 /// An exit status with neither a code nor a signal does not occur on Unix; treat it as a
 /// failure that says so rather than panicking.
-fn unreachable_status(id: JobId) -> Ending {
+fn unknown_status(id: JobId) -> Ending {
     let message = format!("worker ended with an unknown status; see `neuronmap logs {id}`");
     Ending {
         state: JobState::Failed,
