@@ -1,7 +1,9 @@
 //! Job-queue benchmarks, printed as tables:
 //! - daemon CPU use and memory while 0, 1,000 and 10,000 jobs wait in the queue;
 //! - submit-to-start latency: from the moment `submit` stored a job to the moment the daemon
-//!   marked it running, with the daemon idle (needs the tiny GPT-2 fixture in tests/fixtures).
+//!   marked it running, with the daemon idle (needs the tiny GPT-2 fixture in tests/fixtures);
+//! - the dashboard with 1,000 jobs: one job-feed read of the store, and the frame render time
+//!   with the job queue panel on screen.
 //!
 //! Run with `cargo bench --bench jobs` (a release build gives the figures in the README).
 
@@ -39,6 +41,106 @@ fn main() {
     }
     println!();
     submit_latency();
+    println!();
+    dashboard_with_jobs(1_000);
+}
+
+/// Frame render time with `n` jobs in the queue panel (8 synthetic GPUs), and the cost of the
+/// job feed's read.
+fn dashboard_with_jobs(n: usize) {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use neuronmap::config::{ThemeName, UiConfig};
+    use neuronmap::jobs::client::JobFeedEvent;
+    use neuronmap::jobs::job::Target;
+    use neuronmap::telemetry::history::History;
+    use neuronmap::telemetry::sampler::SamplerEvent;
+    use neuronmap::telemetry::{synthetic, Origin};
+    use neuronmap::tui::app::{App, Input, SourceInfo};
+    use neuronmap::tui::panels;
+    use neuronmap::tui::theme::{Theme, ThemeChoice};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("p.txt");
+    let mut store = Store::open(&dir.path().join(DB_FILE)).expect("store");
+    for i in 0..n {
+        let out = dir.path().join(format!("o{i}"));
+        let id = store
+            .submit(&Submission {
+                request: request(&out, "/models/llama", &input),
+                priority: (i % 5) as i64,
+                after: None,
+                device: DeviceRequest::Any,
+                held: false,
+            })
+            .expect("submit");
+        if i % 100 == 0 {
+            store
+                .start(id, Target::Gpu((i / 100) as u32 % 8), Some(20 << 30))
+                .expect("start");
+        }
+    }
+    let reads = 50;
+    let t = Instant::now();
+    let mut jobs = Vec::new();
+    for _ in 0..reads {
+        jobs = store.list(false).expect("list");
+    }
+    let read = t.elapsed() / reads;
+
+    let source = SourceInfo {
+        origin: Origin::Live,
+        interval_ms: 1000,
+        speed: 1.0,
+        looping: false,
+    };
+    let theme = Theme::new(ThemeChoice {
+        color: true,
+        name: ThemeName::Dark,
+        ascii: false,
+    });
+    let history = History::for_span(Duration::from_secs(600), Duration::from_secs(1));
+    let mut app = App::new(source, theme, &UiConfig::default(), history, 1000);
+    for frame in synthetic::frames(8, 60, 1000, 3) {
+        app.update(Input::Sampler(SamplerEvent::Frame(Box::new(frame))));
+    }
+    app.update(Input::JobFeed(JobFeedEvent::Jobs(jobs)));
+    // Focus the job queue (Gpus -> Processes -> Host -> Jobs) so it is on screen at any size.
+    for _ in 0..3 {
+        app.update(Input::Key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE)));
+    }
+    println!("dashboard with {n} jobs (8 GPUs), job queue focused");
+    println!("{:<28}  {:>9}  {:>9}  {:>9}", "", "mean", "p50", "p99");
+    println!(
+        "{:<28}  {:>7.2}ms  {:>9}  {:>9}",
+        "job feed read (store.list)",
+        read.as_secs_f64() * 1000.0,
+        "",
+        ""
+    );
+    for (w, h) in [(80u16, 24u16), (200, 60)] {
+        app.update(Input::Resize(w, h));
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("test backend");
+        let draws = 500;
+        let mut times = Vec::with_capacity(draws);
+        for _ in 0..draws {
+            let t = Instant::now();
+            let drawn = terminal.draw(|frame| panels::draw(frame, &app));
+            times.push(t.elapsed());
+            assert!(drawn.is_ok());
+        }
+        times.sort();
+        let mean = times.iter().sum::<Duration>() / draws as u32;
+        let pick = |q: f64| times[((draws as f64 * q) as usize).min(draws - 1)];
+        println!(
+            "{:<28}  {:>7.2}ms  {:>7.2}ms  {:>7.2}ms",
+            format!("frame render {w}x{h}"),
+            mean.as_secs_f64() * 1000.0,
+            pick(0.5).as_secs_f64() * 1000.0,
+            pick(0.99).as_secs_f64() * 1000.0
+        );
+    }
 }
 
 fn request(out: &Path, model: &str, input: &Path) -> ExtractRequest {
@@ -191,7 +293,14 @@ fn submit_latency() {
         let out = dir.path().join(format!("out{i}"));
         let t = Instant::now();
         let status = Command::new(EXE)
-            .args(["submit", "--device", "cpu", "--model"])
+            .args([
+                "submit",
+                "--device",
+                "cpu",
+                "--hooks",
+                "blocks.*.hook_resid_post",
+            ])
+            .arg("--model")
             .arg(&fixture)
             .arg("--input")
             .arg(&input)

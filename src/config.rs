@@ -216,6 +216,9 @@ pub struct JobsConfig {
     pub cancel_timeout_seconds: u64,
     /// How often the daemon looks for new jobs and finished workers, in ms (10 to 5000).
     pub poll_interval_ms: u64,
+    /// Target shard size of job outputs in MiB (1 to 65536); a cancel or a crash loses at
+    /// most one shard's work.
+    pub shard_mib: u64,
 }
 
 impl Default for JobsConfig {
@@ -227,6 +230,7 @@ impl Default for JobsConfig {
             cpu_cores_per_job: 4,
             cancel_timeout_seconds: 30,
             poll_interval_ms: 100,
+            shard_mib: 256,
         }
     }
 }
@@ -344,6 +348,12 @@ impl JobsConfig {
             self.poll_interval_ms.to_string(),
             (10..=5000).contains(&self.poll_interval_ms),
             "10 to 5000",
+        )?;
+        range(
+            "jobs.shard_mib",
+            self.shard_mib.to_string(),
+            (1..=65_536).contains(&self.shard_mib),
+            "1 to 65536",
         )
     }
 }

@@ -5,6 +5,7 @@
 //! - [`config`]: the config file.
 //! - [`models`]: the model catalogue (registry, Hugging Face cache, folders, safetensors headers).
 //! - [`engine`]: hooked forward passes on candle and streamed extraction to safetensors shards.
+//! - [`estimate`]: memory and time estimates of a request on a device, and verdicts.
 //! - [`jobs`]: the persistent job queue (SQLite), the scheduler daemon and its workers.
 //! - [`tui`]: the dashboard (ratatui); only this and [`cli`] know about terminals.
 //! - [`cli`]: the subcommands, each a thin layer over the library calls above.
@@ -12,6 +13,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod estimate;
 pub mod jobs;
 pub mod models;
 pub mod paths;

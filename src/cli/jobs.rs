@@ -10,10 +10,10 @@ use clap::Args;
 
 use super::GlobalArgs;
 use crate::config::Config;
-use crate::jobs::daemon::{job_lock_path, job_log_path};
+use crate::jobs::client;
+use crate::jobs::daemon::{job_lock_path, job_log_path, running_daemon};
 use crate::jobs::job::{Job, JobId, JobState};
-use crate::jobs::process;
-use crate::jobs::store::{CancelOutcome, Store};
+use crate::jobs::store::Store;
 
 /// Arguments of `neuronmap jobs`.
 #[derive(Debug, Args)]
@@ -61,6 +61,12 @@ pub fn list(args: &JobsArgs) -> anyhow::Result<ExitCode> {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&jobs)?))?;
     } else {
         super::print_stdout(&table(&jobs))?;
+        let waiting = jobs.iter().any(|j| j.state == JobState::Queued && !j.held);
+        if waiting && running_daemon(&crate::paths::state_dir()?)?.is_none() {
+            eprintln!(
+                "note: no daemon runs, so queued jobs wait; `neuronmap daemon --detach` starts one"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -138,13 +144,22 @@ fn info(j: &Job) -> String {
                 parts.push(format!("{:.0} tok/s", j.run.tokens_per_second));
             }
             if let Some(peak) = j.run.peak_memory_bytes {
-                parts.push(format!("peak {}", crate::jobs::placement::gib(peak)));
+                parts.push(format!("peak {}", human_bytes(peak)));
             }
             parts.join(", ")
         }
         JobState::Succeeded => j.output.clone(),
         JobState::Failed => j.error.clone().unwrap_or_default(),
         JobState::Cancelled => String::new(),
+    }
+}
+
+/// Bytes in GiB from 1 GiB up, else in MiB.
+fn human_bytes(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        crate::jobs::placement::gib(bytes)
+    } else {
+        format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64)
     }
 }
 
@@ -160,8 +175,8 @@ fn human_seconds(s: f64) -> String {
 /// `neuronmap show JOB`.
 pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open_default()?;
-    let job = store.get(args.job)?;
-    let events = store.events(args.job)?;
+    let detail = client::detail(&store, &crate::paths::state_dir()?, args.job, 10)?;
+    let (job, events) = (&detail.job, &detail.events);
     if args.json {
         let value = serde_json::json!({ "job": job, "events": events });
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
@@ -198,13 +213,13 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
         ),
     );
     if let Some(e) = job.estimate_bytes {
-        field("estimate", crate::jobs::placement::gib(e.max(0) as u64));
+        field("estimate", human_bytes(e.max(0) as u64));
     }
     if let Some(p) = job.run.peak_memory_bytes {
-        field("peak", crate::jobs::placement::gib(p));
+        field("peak", human_bytes(p));
     }
     field("attempts", job.attempts.to_string());
-    let extra = info(&job);
+    let extra = info(job);
     if !extra.is_empty() && job.state != JobState::Succeeded {
         field("info", extra);
     }
@@ -212,7 +227,7 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
         field("failure", f.label());
     }
     out.push_str("\nevents:\n");
-    for e in &events {
+    for e in events {
         let from = e.from.map_or("-".to_string(), |s| s.to_string());
         out.push_str(&format!(
             "  {}  {from} -> {}  {}\n",
@@ -221,11 +236,12 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
             e.reason
         ));
     }
-    let log = job_log_path(&crate::paths::state_dir()?, job.id);
-    if let Ok(text) = std::fs::read_to_string(&log) {
-        out.push_str(&format!("\nlast log lines ({}):\n", log.display()));
-        let lines: Vec<&str> = text.lines().collect();
-        for l in &lines[lines.len().saturating_sub(10)..] {
+    if !detail.log_tail.is_empty() {
+        out.push_str(&format!(
+            "\nlast log lines ({}):\n",
+            detail.log_path.display()
+        ));
+        for l in &detail.log_tail {
             out.push_str(&format!("  {l}\n"));
         }
     }
@@ -282,31 +298,21 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
 /// `neuronmap cancel JOB`.
 pub fn cancel(args: &JobArg, config: &Config) -> anyhow::Result<ExitCode> {
     let mut store = Store::open_default()?;
-    match store.cancel(args.job)? {
-        CancelOutcome::Cancelled => {
-            super::print_stdout(&format!("job {} cancelled\n", args.job))?;
-        }
-        CancelOutcome::Requested { pid, start_ticks } => {
-            if let (Some(pid), Some(ticks)) = (pid, start_ticks) {
-                process::signal_if_same(pid as u32, ticks as u64, libc::SIGTERM);
-            }
-            super::print_stdout(&format!(
-                "job {}: cancelling; it stops after its current shard (killed after {} s)\n",
-                args.job, config.jobs.cancel_timeout_seconds
-            ))?;
-        }
-    }
+    let message = client::cancel(&mut store, args.job)?;
+    let timeout = if message.contains("cancelling") {
+        format!(" (killed after {} s)", config.jobs.cancel_timeout_seconds)
+    } else {
+        String::new()
+    };
+    super::print_stdout(&format!("{message}{timeout}\n"))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `neuronmap retry JOB`.
 pub fn retry(args: &JobArg, global: &GlobalArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let mut store = Store::open_default()?;
-    store.retry(args.job)?;
-    super::print_stdout(&format!(
-        "job {} queued again; it resumes from its last whole shard\n",
-        args.job
-    ))?;
+    let message = client::retry(&mut store, args.job)?;
+    super::print_stdout(&format!("{message}\n"))?;
     super::daemon::ensure_running(global, config)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -22,12 +22,9 @@ pub struct SubmitArgs {
     /// Prompt file: `.txt` (one prompt per line) or `.jsonl` (objects with a `text` field).
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
-    /// Hook-name globs, comma-separated or repeated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "blocks.*.hook_resid_post"
-    )]
+    /// Hook globs, comma-separated or repeated (e.g. 'blocks.*.hook_resid_post'); as for
+    /// `extract`, `--analysis attention` without hooks takes every attention pattern.
+    #[arg(long, value_name = "GLOB", value_delimiter = ',')]
     pub hooks: Vec<String>,
     /// Output folder.
     #[arg(long, value_name = "DIR")]

@@ -16,12 +16,15 @@ pub struct WorkerArgs {
     /// The attempt the daemon started this worker for.
     #[arg(long)]
     pub attempt: i64,
+    /// Target shard size in MiB (the daemon passes `jobs.shard_mib`).
+    #[arg(long, default_value_t = 256)]
+    pub shard_mib: u64,
 }
 
 /// Runs the job and records its result in the store.
 pub fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let state_dir = crate::paths::state_dir()?;
-    match worker::run(&state_dir, args.job, args.attempt)? {
+    match worker::run(&state_dir, args.job, args.attempt, args.shard_mib << 20)? {
         WorkerExit::Reported(_) => {}
         WorkerExit::Stale(why) => eprintln!("neuronmap worker: nothing to do: {why}"),
     }

@@ -100,6 +100,7 @@ pub struct Daemon {
     workers: HashMap<JobId, Worker>,
     cancel_signalled: HashSet<JobId>,
     killed_after_cancel: HashSet<JobId>,
+    oom_kills_at_start: HashMap<JobId, u64>,
     cache: EstimateCache,
     _lock: FileLock,
 }
@@ -136,6 +137,7 @@ impl Daemon {
             workers: HashMap::new(),
             cancel_signalled: HashSet::new(),
             killed_after_cancel: HashSet::new(),
+            oom_kills_at_start: HashMap::new(),
             cache: EstimateCache::default(),
             _lock: lock,
         };
@@ -147,16 +149,26 @@ impl Daemon {
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), DaemonError> {
         let poll = Duration::from_millis(self.setup.config.poll_interval_ms);
         let mut seen_version = None;
+        let mut seen_queue = None;
         let mut last_pass: Option<Instant> = None;
         while !stop.load(Ordering::SeqCst) {
             let changed = self.reap()?;
             self.escalate_cancels()?;
-            let version = self.store.data_version()?;
             let due = last_pass.is_none_or(|t| t.elapsed() >= PASS_EVERY);
-            if changed || due || seen_version != Some(version) {
+            // data_version is nearly free; the signature is read only when another connection
+            // wrote, and progress reports (which change neither) cause no pass.
+            let version = self.store.data_version()?;
+            let mut queue_changed = false;
+            if seen_version != Some(version) {
+                seen_version = Some(version);
+                let signature = self.store.queue_signature()?;
+                queue_changed = seen_queue != Some(signature);
+                seen_queue = Some(signature);
+            }
+            if changed || due || queue_changed {
                 self.pass()?;
                 // Our own writes in the pass do not change data_version for this connection.
-                seen_version = Some(self.store.data_version()?);
+                seen_queue = Some(self.store.queue_signature()?);
                 last_pass = Some(Instant::now());
             }
             std::thread::sleep(poll);
@@ -236,7 +248,12 @@ impl Daemon {
             self.workers.remove(&id);
             self.cancel_signalled.remove(&id);
             let killed_by_us = self.killed_after_cancel.remove(&id);
-            self.worker_ended(id, status, killed_by_us)?;
+            let oom_before = self.oom_kills_at_start.remove(&id);
+            let oom_killed = matches!(
+                (oom_before, process::cgroup_oom_kills()),
+                (Some(before), Some(now)) if now > before
+            );
+            self.worker_ended(id, status, killed_by_us, oom_killed)?;
         }
         Ok(any)
     }
@@ -247,6 +264,7 @@ impl Daemon {
         id: JobId,
         status: Option<ExitStatus>,
         killed_by_us: bool,
+        oom_killed: bool,
     ) -> Result<(), DaemonError> {
         if self.store.state_of(id)? != Some(JobState::Running) {
             return Ok(()); // The worker reported its result.
@@ -262,6 +280,17 @@ impl Daemon {
                 ),
             },
             Some(status) => match (status.signal(), status.code()) {
+                (Some(libc::SIGKILL), _) if oom_killed => {
+                    let message = format!(
+                        "worker killed by the kernel's out-of-memory killer (SIGKILL while the cgroup's oom_kill count rose); lower --batch or --max-len, then `neuronmap retry {id}`"
+                    );
+                    Ending {
+                        state: JobState::Failed,
+                        failure: Some(Failure::Oom),
+                        error: Some(message.clone()),
+                        reason: message,
+                    }
+                }
                 (Some(signal), _) => {
                     let name = process::signal_name(signal);
                     let hint = if signal == libc::SIGKILL {
@@ -286,7 +315,7 @@ impl Daemon {
                         reason: message,
                     }
                 }
-                (None, None) => unreachable_status(id),
+                (None, None) => unknown_status(id),
             },
             None => {
                 // An adopted worker: its exit status went to its original parent.
@@ -411,6 +440,9 @@ impl Daemon {
         match self.spawn_worker(id, attempt, target) {
             Ok(child) => {
                 let pid = child.id();
+                if let Some(count) = process::cgroup_oom_kills() {
+                    self.oom_kills_at_start.insert(id, count);
+                }
                 if let Some(ticks) = process::start_ticks(pid) {
                     self.store.set_worker(id, pid, ticks)?;
                 }
@@ -446,6 +478,8 @@ impl Daemon {
             .arg(id.to_string())
             .arg("--attempt")
             .arg(attempt.to_string())
+            .arg("--shard-mib")
+            .arg(self.setup.config.shard_mib.to_string())
             .env(crate::paths::STATE_DIR_ENV, &self.setup.state_dir)
             .env("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
             .stdin(Stdio::null())
@@ -456,10 +490,10 @@ impl Daemon {
                 cmd.env("CUDA_VISIBLE_DEVICES", index.to_string());
             }
             Target::Cpu => {
-                cmd.env("CUDA_VISIBLE_DEVICES", "").env(
-                    "RAYON_NUM_THREADS",
-                    self.setup.config.cpu_cores_per_job.to_string(),
-                );
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let threads = (self.setup.config.cpu_cores_per_job as usize).min(cores);
+                cmd.env("CUDA_VISIBLE_DEVICES", "")
+                    .env("RAYON_NUM_THREADS", threads.to_string());
             }
         }
         process::detach_session(&mut cmd).spawn()
@@ -489,7 +523,7 @@ fn load_of(job: &RunningJob, frame: &Frame, margin: f64) -> Option<Load> {
 
 /// An exit status with neither a code nor a signal does not occur on Unix; treat it as a
 /// failure that says so rather than panicking.
-fn unreachable_status(id: JobId) -> Ending {
+fn unknown_status(id: JobId) -> Ending {
     let message = format!("worker ended with an unknown status; see `neuronmap logs {id}`");
     Ending {
         state: JobState::Failed,

@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -65,7 +65,6 @@ pub fn detach_session(command: &mut Command) -> &mut Command {
 pub struct FileLock {
     /// Kept open: closing it releases the lock.
     _file: File,
-    path: PathBuf,
 }
 
 /// Applies `command` (`F_OFD_SETLK` or `F_OFD_GETLK`) with a whole-file lock of `kind`.
@@ -109,15 +108,7 @@ impl FileLock {
         file.rewind()?;
         writeln!(file, "{me} {ticks}")?;
         file.flush()?;
-        Ok(Some(Self {
-            _file: file,
-            path: path.to_path_buf(),
-        }))
-    }
-
-    /// The locked file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Some(Self { _file: file }))
     }
 }
 
@@ -148,6 +139,40 @@ pub fn lock_holder(path: &Path) -> std::io::Result<Option<(u32, u64)>> {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     Ok(Some(holder))
+}
+
+/// Kernel out-of-memory kills so far in this process's memory cgroup (cgroup v2
+/// `memory.events` or v1 `memory.oom_control`), when the system exposes them. Workers share the
+/// daemon's cgroup, so a rise while a worker ran means the kernel's OOM killer struck.
+pub fn cgroup_oom_kills() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut candidates = Vec::new();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            let root = Path::new("/sys/fs/cgroup/memory");
+            candidates.push(root.join(path).join("memory.oom_control"));
+            candidates.push(root.join("memory.oom_control"));
+        } else if controllers.is_empty() {
+            let root = Path::new("/sys/fs/cgroup");
+            candidates.push(root.join(path).join("memory.events"));
+            candidates.push(root.join("memory.events"));
+        }
+    }
+    candidates
+        .iter()
+        .find_map(|p| parse_oom_kill(&std::fs::read_to_string(p).ok()?))
+}
+
+/// The `oom_kill N` count of a cgroup memory file.
+pub fn parse_oom_kill(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -196,6 +221,15 @@ mod tests {
     }
 
     #[test]
+    fn oom_kill_counts_are_read_from_v1_and_v2_files() {
+        let v2 = "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kill(v2), Some(2));
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n";
+        assert_eq!(parse_oom_kill(v1), Some(5));
+        assert_eq!(parse_oom_kill("oom 1\n"), None);
+    }
+
+    #[test]
     fn an_exited_child_is_not_alive() {
         let mut child = Command::new("true").spawn().unwrap();
         let pid = child.id();
@@ -229,6 +263,15 @@ mod tests {
         assert_eq!(pid, std::process::id());
         assert_eq!(Some(ticks), start_ticks(pid));
         drop(lock);
-        assert_eq!(lock_holder(&path).unwrap(), None);
+        // A child forked by another test at this moment shares the descriptor until it execs
+        // (descriptors are close-on-exec), so the release may take a moment to show.
+        let released = (0..100).any(|_| {
+            let free = lock_holder(&path).unwrap().is_none();
+            if !free {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            free
+        });
+        assert!(released, "the lock is free once its holder dropped it");
     }
 }

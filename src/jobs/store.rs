@@ -176,6 +176,9 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// The wait reason of a held job.
+pub const HELD_REASON: &str = "held; `neuronmap release` lets it run";
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     crate::telemetry::live::now_ms() as i64
@@ -211,11 +214,6 @@ impl Store {
         };
         store.migrate()?;
         Ok(store)
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn sql(&self, source: rusqlite::Error) -> StoreError {
@@ -255,18 +253,26 @@ impl Store {
         tx.commit().map_err(err)
     }
 
-    /// The schema version recorded in the database.
-    pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.conn
-            .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
-            .map_err(|e| self.sql(e))
-    }
-
     /// A number that changes whenever another connection commits (SQLite's `data_version`):
     /// the daemon polls it to notice submissions without scanning the queue.
     pub fn data_version(&self) -> Result<i64, StoreError> {
         self.conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// A summary that changes whenever the queue changes in a way scheduling cares about
+    /// (a job added, started, ended, removed, held or released) but not on progress reports,
+    /// so the daemon can skip passes that would decide nothing new.
+    pub fn queue_signature(&self) -> Result<[i64; 4], StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*), coalesce(max(id), 0), \
+                 coalesce(sum(state = 'running'), 0), coalesce(sum(state = 'queued' AND held = 0), 0) \
+                 FROM jobs",
+                [],
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+            )
             .map_err(|e| self.sql(e))
     }
 
@@ -299,7 +305,8 @@ impl Store {
         let now = now_ms();
         tx.execute(
             "INSERT INTO jobs (spec, model, analysis, output, device, priority, after_job, held, \
-             state, submitted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9)",
+             state, submitted_ms, wait_reason) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10)",
             params![
                 spec,
                 sub.request.model,
@@ -309,7 +316,8 @@ impl Store {
                 sub.priority,
                 sub.after.map(|a| a.0),
                 sub.held,
-                now
+                now,
+                sub.held.then_some(HELD_REASON)
             ],
         )
         .map_err(err)?;
@@ -723,7 +731,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         let reason = if held { "held" } else { "released" };
-        let wait = held.then_some("held; `neuronmap release` lets it run");
+        let wait = held.then_some(HELD_REASON);
         let changed = tx
             .execute(
                 "UPDATE jobs SET held = ?2, wait_reason = ?3 WHERE id = ?1 AND state = 'queued' AND held <> ?2",
@@ -771,17 +779,6 @@ impl Store {
         tx.execute("DELETE FROM events WHERE job_id = ?1", [id.0])
             .map_err(err)?;
         tx.commit().map_err(err)
-    }
-
-    /// Counts jobs per state (for benchmarks and the dashboard's title).
-    pub fn count(&self, state: JobState) -> Result<i64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT count(*) FROM jobs WHERE state = ?1",
-                [state.as_str()],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.sql(e))
     }
 
     /// Changes the state of `id` from one of `from` to `to`, applying `set` (SQL assignments
@@ -1017,7 +1014,11 @@ mod tests {
     #[test]
     fn a_new_database_is_migrated_to_the_current_version_in_wal_mode() {
         let (dir, store) = temp_store();
-        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let version: i64 = store
+            .conn
+            .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
         let mode: String = store
             .conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -1054,6 +1055,10 @@ mod tests {
         let mut held = submission("/o/d", 9);
         held.held = true;
         let held = store.submit(&held).unwrap();
+        assert_eq!(
+            store.get(held).unwrap().wait_reason.as_deref(),
+            Some(HELD_REASON)
+        );
         let order: Vec<JobId> = store.candidates().unwrap().iter().map(|c| c.id).collect();
         assert_eq!(order, vec![high, low, low2]);
         store.set_held(held, false).unwrap();
@@ -1149,6 +1154,29 @@ mod tests {
         assert!(store.remove(running).is_err(), "running jobs stay");
         store.remove(queued).unwrap();
         assert!(matches!(store.get(queued), Err(StoreError::NoSuchJob(_))));
+    }
+
+    #[test]
+    fn the_queue_signature_ignores_progress_but_sees_every_queue_change() {
+        let (_dir, mut store) = temp_store();
+        let empty = store.queue_signature().unwrap();
+        let id = store.submit(&submission("/o/a", 0)).unwrap();
+        let queued = store.queue_signature().unwrap();
+        assert_ne!(empty, queued);
+        store.set_held(id, true).unwrap();
+        let held = store.queue_signature().unwrap();
+        assert_ne!(held, queued);
+        store.set_held(id, false).unwrap();
+        store.start(id, Target::Cpu, None).unwrap();
+        let running = store.queue_signature().unwrap();
+        assert_ne!(running, queued);
+        let progress = RunProgress {
+            prompts_done: 1,
+            prompts_total: 2,
+            ..RunProgress::default()
+        };
+        store.report_progress(id, &progress).unwrap();
+        assert_eq!(store.queue_signature().unwrap(), running);
     }
 
     #[test]

@@ -44,8 +44,14 @@ pub enum WorkerError {
     },
 }
 
-/// Runs job `id` for attempt `attempt`, in this process.
-pub fn run(state_dir: &Path, id: JobId, attempt: i64) -> Result<WorkerExit, WorkerError> {
+/// Runs job `id` for attempt `attempt`, in this process, cutting shards of about
+/// `shard_bytes`.
+pub fn run(
+    state_dir: &Path,
+    id: JobId,
+    attempt: i64,
+    shard_bytes: u64,
+) -> Result<WorkerExit, WorkerError> {
     let lock_path = job_lock_path(state_dir, id);
     let lock_err = |source| WorkerError::Lock {
         path: lock_path.clone(),
@@ -87,6 +93,11 @@ pub fn run(state_dir: &Path, id: JobId, attempt: i64) -> Result<WorkerExit, Work
         request.out.display(),
         if request.resume { " (resuming)" } else { "" }
     ));
+    log(&format!(
+        "CUDA_VISIBLE_DEVICES={} CUDA_DEVICE_ORDER={}",
+        std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "(unset)".into()),
+        std::env::var("CUDA_DEVICE_ORDER").unwrap_or_else(|_| "(unset)".into())
+    ));
 
     let mut last_store: Option<Instant> = None;
     let mut last_log: Option<Instant> = None;
@@ -104,7 +115,7 @@ pub fn run(state_dir: &Path, id: JobId, attempt: i64) -> Result<WorkerExit, Work
             last_log = Some(Instant::now());
         }
     };
-    let result = engine_link::run(&request, &mut on_progress, cancel);
+    let result = engine_link::run(&request, shard_bytes, &mut on_progress, cancel);
     store.report_progress(id, &latest)?;
     log(&progress_line(&latest));
 

@@ -9,10 +9,14 @@ use crossterm::event::{
 };
 use ratatui::layout::Rect;
 
+use super::job_queue::JobQueueView;
 use super::layout::{self, Content, Dashboard, GpuMode, Panel, Screen};
 use super::process_table::{self, ProcessRow, RowKey, Sort};
+use super::submit_form::{FormAction, SubmitForm};
 use super::theme::{Level, Theme};
 use crate::config::{CompactField, FocusPanel};
+use crate::jobs::client::{JobDetail, JobFeedEvent};
+use crate::jobs::job::{JobId, Submission};
 use crate::telemetry::history::History;
 use crate::telemetry::model::Frame;
 use crate::telemetry::sampler::SamplerEvent;
@@ -57,10 +61,23 @@ pub struct KillRequest {
 }
 
 /// A side effect [`App::update`] asks the event loop to perform.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Send a signal (confirmed by the user, checked to be the viewer's own process).
     SendSignal(KillRequest),
+    /// Load a job's detail (answered with [`Input::JobDetail`]).
+    OpenJob(JobId),
+    /// Cancel a job (answered with [`Input::JobActed`]).
+    CancelJob(JobId),
+    /// Queue a job again (answered with [`Input::JobActed`]).
+    RetryJob(JobId),
+    /// Store a new job from the submit form (answered with [`Input::JobActed`]).
+    SubmitJob {
+        /// The job.
+        submission: Box<Submission>,
+        /// Start a daemon if none runs (`jobs.auto_start_daemon`).
+        start_daemon: bool,
+    },
 }
 
 /// Everything that can change the state.
@@ -81,6 +98,12 @@ pub enum Input {
         /// `Err` with the OS's reason when sending failed.
         result: Result<(), String>,
     },
+    /// A reading of the job queue.
+    JobFeed(JobFeedEvent),
+    /// The answer to [`Effect::OpenJob`].
+    JobDetail(Result<Box<JobDetail>, String>),
+    /// The answer to [`Effect::CancelJob`] or [`Effect::RetryJob`]: a message either way.
+    JobActed(Result<String, String>),
 }
 
 /// A modal layer over the dashboard.
@@ -92,6 +115,10 @@ pub enum Overlay {
     Help,
     /// "Send SIGTERM to pid ...? y/n".
     ConfirmKill(KillRequest),
+    /// The detail of the job in [`JobQueueView::detail`].
+    JobDetail,
+    /// The submit form in [`App::form`].
+    SubmitForm,
 }
 
 /// Whether keys go to the filter prompt.
@@ -185,6 +212,12 @@ pub struct App {
     pub help_scroll: u16,
     /// Set when the user asked to quit.
     pub should_quit: bool,
+    /// The job queue panel's state.
+    pub queue: JobQueueView,
+    /// The submit form, while open.
+    pub form: Option<SubmitForm>,
+    /// Submitting from the dashboard starts a daemon when none runs (`jobs.auto_start_daemon`).
+    pub auto_start_daemon: bool,
 }
 
 impl App {
@@ -224,6 +257,9 @@ impl App {
             signalled: HashMap::new(),
             help_scroll: 0,
             should_quit: false,
+            queue: JobQueueView::default(),
+            form: None,
+            auto_start_daemon: true,
         }
     }
 
@@ -233,8 +269,15 @@ impl App {
             Some(f) => Content {
                 gpus: if f.driver.available { f.gpus.len() } else { 0 },
                 cores: f.host.per_core_percent.len(),
+                jobs: self.queue.jobs.len(),
+                jobs_focused: self.focus == Panel::Jobs,
             },
-            None => Content { gpus: 0, cores: 0 },
+            None => Content {
+                gpus: 0,
+                cores: 0,
+                jobs: self.queue.jobs.len(),
+                jobs_focused: self.focus == Panel::Jobs,
+            },
         }
     }
 
@@ -273,8 +316,78 @@ impl App {
             }
             Input::Sampler(event) => self.on_sampler(event),
             Input::Signalled { request, result } => self.on_signalled(request, result),
+            Input::JobFeed(JobFeedEvent::Jobs(jobs)) => self.queue.set_jobs(jobs),
+            Input::JobFeed(JobFeedEvent::Failed(why)) => self.queue.error = Some(why),
+            Input::JobDetail(Ok(detail)) => {
+                self.queue.detail = Some(*detail);
+                self.overlay = Overlay::JobDetail;
+            }
+            Input::JobDetail(Err(why)) | Input::JobActed(Err(why)) => {
+                self.set_status(why, Level::Warn)
+            }
+            Input::JobActed(Ok(message)) => self.set_status(message, Level::Good),
         }
         None
+    }
+
+    /// Opens the submit form with `model` filled in (from the job queue's `n`, or from any
+    /// view that knows a model, such as a compatibility matrix cell).
+    pub fn open_submit_form(&mut self, model: &str) {
+        let mut form = SubmitForm::new(model);
+        form.refresh(self.frame.as_ref());
+        self.form = Some(form);
+        self.overlay = Overlay::SubmitForm;
+    }
+
+    fn on_form_key(&mut self, code: KeyCode) -> Option<Effect> {
+        let form = self.form.as_mut()?;
+        match form.on_key(code, self.frame.as_ref()) {
+            FormAction::None => None,
+            FormAction::Close => {
+                self.form = None;
+                self.overlay = Overlay::None;
+                None
+            }
+            FormAction::Submit(submission) => {
+                self.form = None;
+                self.overlay = Overlay::None;
+                Some(Effect::SubmitJob {
+                    submission,
+                    start_daemon: self.auto_start_daemon,
+                })
+            }
+        }
+    }
+
+    /// Keys of the job queue panel and the job detail view: Enter opens the detail, `c`
+    /// cancels, `R` retries, `n` opens the submit form (with the selected job's model).
+    fn on_job_key(&mut self, code: KeyCode) -> Option<Option<Effect>> {
+        let in_detail = self.overlay == Overlay::JobDetail;
+        let id = if in_detail {
+            self.queue.detail.as_ref().map(|d| d.job.id)
+        } else {
+            self.queue.selected
+        };
+        match code {
+            KeyCode::Enter if !in_detail => Some(id.map(Effect::OpenJob)),
+            KeyCode::Char('c') => Some(id.map(Effect::CancelJob)),
+            KeyCode::Char('R') => Some(id.map(Effect::RetryJob)),
+            KeyCode::Char('n') if !in_detail => {
+                let model = self
+                    .queue
+                    .selected_index()
+                    .map(|i| self.queue.jobs[i].model.clone())
+                    .unwrap_or_default();
+                self.open_submit_form(&model);
+                Some(None)
+            }
+            KeyCode::Esc | KeyCode::Enter if in_detail => {
+                self.overlay = Overlay::None;
+                self.queue.detail = None;
+                Some(None)
+            }
+            _ => None,
+        }
     }
 
     fn on_sampler(&mut self, event: SamplerEvent) {
@@ -352,7 +465,19 @@ impl App {
                 }
                 return None;
             }
+            Overlay::SubmitForm => return self.on_form_key(key.code),
+            Overlay::JobDetail => {
+                if key.code == KeyCode::Char('q') {
+                    self.should_quit = true;
+                }
+                return self.on_job_key(key.code).flatten();
+            }
             Overlay::None => {}
+        }
+        if self.focus == Panel::Jobs {
+            if let Some(effect) = self.on_job_key(key.code) {
+                return effect;
+            }
         }
         match key.code {
             KeyCode::Char('q') => self.should_quit = true,
@@ -548,7 +673,7 @@ impl App {
                 };
                 self.set_sort(column, false);
             }
-            Panel::Host => {}
+            Panel::Host | Panel::Jobs => {}
         }
     }
 
@@ -570,6 +695,10 @@ impl App {
                 let index = moved_index(current, self.rows.len(), step);
                 self.selected_process = self.rows.get(index).map(ProcessRow::key);
             }
+            Panel::Jobs => {
+                let visible = self.visible_job_rows();
+                self.queue.move_selection(step, visible);
+            }
             Panel::Host => {}
         }
         self.keep_selection_visible();
@@ -586,6 +715,13 @@ impl App {
     pub fn visible_process_rows(&self) -> usize {
         self.dashboard()
             .and_then(|d| d.area_of(Panel::Processes))
+            .map_or(1, |a| usize::from(a.height.saturating_sub(3)).max(1))
+    }
+
+    /// Rows of the job queue that fit on screen.
+    pub fn visible_job_rows(&self) -> usize {
+        self.dashboard()
+            .and_then(|d| d.area_of(Panel::Jobs))
             .map_or(1, |a| usize::from(a.height.saturating_sub(3)).max(1))
     }
 
@@ -661,6 +797,14 @@ impl App {
                 };
                 if let Some(i) = index.filter(|i| *i < count) {
                     self.selected_gpu = i;
+                }
+            }
+            Panel::Jobs => {
+                if let Some(line) = row.checked_sub(area.y + 2) {
+                    let index = self.queue.offset + usize::from(line);
+                    if let Some(job) = self.queue.jobs.get(index) {
+                        self.queue.selected = Some(job.id);
+                    }
                 }
             }
             Panel::Host => {}

@@ -16,6 +16,10 @@ use tokio::sync::mpsc::Receiver;
 use super::app::{App, Effect, Input, KillRequest};
 use super::panels;
 use super::TuiError;
+use crate::jobs::client::{self, JobFeedEvent};
+use crate::jobs::daemon::{running_daemon, spawn_detached};
+use crate::jobs::job::Submission;
+use crate::jobs::store::Store;
 use crate::telemetry::sampler::SamplerEvent;
 
 /// Shortest time between two draws caused by frames.
@@ -67,6 +71,56 @@ fn send_signal(request: &KillRequest) -> Result<(), String> {
     }
 }
 
+/// Performs an effect and returns the input that reports its result. Job actions open the
+/// store for the moment they need it; they are single-row reads and writes.
+fn perform(effect: Effect) -> Input {
+    match effect {
+        Effect::SendSignal(request) => {
+            let result = send_signal(&request);
+            Input::Signalled { request, result }
+        }
+        Effect::OpenJob(id) => Input::JobDetail(
+            Store::open_default()
+                .and_then(|store| {
+                    let dir = crate::paths::state_dir()?;
+                    client::detail(&store, &dir, id, 12)
+                })
+                .map(Box::new)
+                .map_err(|e| e.to_string()),
+        ),
+        Effect::CancelJob(id) => Input::JobActed(
+            Store::open_default()
+                .and_then(|mut store| client::cancel(&mut store, id))
+                .map_err(|e| e.to_string()),
+        ),
+        Effect::RetryJob(id) => Input::JobActed(
+            Store::open_default()
+                .and_then(|mut store| client::retry(&mut store, id))
+                .map_err(|e| e.to_string()),
+        ),
+        Effect::SubmitJob {
+            submission,
+            start_daemon,
+        } => Input::JobActed(submit(&submission, start_daemon)),
+    }
+}
+
+/// Stores a job from the submit form and starts a daemon when asked and none runs.
+fn submit(submission: &Submission, start_daemon: bool) -> Result<String, String> {
+    let id = Store::open_default()
+        .and_then(|mut store| store.submit(submission))
+        .map_err(|e| e.to_string())?;
+    if start_daemon {
+        let dir = crate::paths::state_dir().map_err(|e| e.to_string())?;
+        if running_daemon(&dir).map_err(|e| e.to_string())?.is_none() {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            spawn_detached(&dir, &exe, &[])
+                .map_err(|e| format!("job {id} queued, but the daemon did not start: {e}"))?;
+        }
+    }
+    Ok(format!("job {id} queued"))
+}
+
 fn draw(session: &mut TerminalSession, app: &App) -> Result<(), TuiError> {
     session
         .terminal
@@ -75,8 +129,12 @@ fn draw(session: &mut TerminalSession, app: &App) -> Result<(), TuiError> {
         .map_err(TuiError::Terminal)
 }
 
-/// Runs the dashboard until `q`, Ctrl-C, SIGTERM or SIGHUP.
-pub async fn run_loop(mut app: App, mut frames: Receiver<SamplerEvent>) -> Result<(), TuiError> {
+/// Runs the dashboard until `q`, Ctrl-C, SIGTERM or SIGHUP. Quitting never touches a job.
+pub async fn run_loop(
+    mut app: App,
+    mut frames: Receiver<SamplerEvent>,
+    mut jobs: Receiver<JobFeedEvent>,
+) -> Result<(), TuiError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(TuiError::Signal)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(TuiError::Signal)?;
     // Raw mode turns Ctrl-C into a key, but `kill -INT` from elsewhere still arrives here.
@@ -91,6 +149,7 @@ pub async fn run_loop(mut app: App, mut frames: Receiver<SamplerEvent>) -> Resul
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = false;
     let mut sampler_open = true;
+    let mut jobs_open = true;
     loop {
         tokio::select! {
             event = events.next() => {
@@ -102,9 +161,8 @@ pub async fn run_loop(mut app: App, mut frames: Receiver<SamplerEvent>) -> Resul
                     Some(Err(e)) => return Err(TuiError::Terminal(e)),
                     None => break,
                 };
-                if let Some(Effect::SendSignal(request)) = app.update(input) {
-                    let result = send_signal(&request);
-                    app.update(Input::Signalled { request, result });
+                if let Some(effect) = app.update(input) {
+                    app.update(perform(effect));
                 }
                 if app.should_quit {
                     break;
@@ -118,6 +176,13 @@ pub async fn run_loop(mut app: App, mut frames: Receiver<SamplerEvent>) -> Resul
                     dirty = true;
                 }
                 None => sampler_open = false,
+            },
+            message = jobs.recv(), if jobs_open => match message {
+                Some(event) => {
+                    app.update(Input::JobFeed(event));
+                    dirty = true;
+                }
+                None => jobs_open = false,
             },
             _ = tick.tick(), if dirty => {
                 draw(&mut session, &app)?;

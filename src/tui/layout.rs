@@ -41,11 +41,13 @@ pub enum Panel {
     Processes,
     /// Host CPU, memory, load.
     Host,
+    /// The job queue.
+    Jobs,
 }
 
 impl Panel {
     /// The focus ring, in Tab order.
-    pub const RING: [Panel; 3] = [Panel::Gpus, Panel::Processes, Panel::Host];
+    pub const RING: [Panel; 4] = [Panel::Gpus, Panel::Processes, Panel::Host, Panel::Jobs];
 
     fn position(self) -> usize {
         Self::RING.iter().position(|p| *p == self).unwrap_or(0)
@@ -67,6 +69,7 @@ impl Panel {
             Self::Gpus => "GPUs",
             Self::Processes => "Processes",
             Self::Host => "Host",
+            Self::Jobs => "Jobs",
         }
     }
 }
@@ -146,6 +149,10 @@ pub struct Content {
     pub gpus: usize,
     /// Number of CPU cores (for the per-core bars).
     pub cores: usize,
+    /// Number of jobs in the queue panel (0: no panel unless focused).
+    pub jobs: usize,
+    /// The job queue has the focus: it takes the process table's place when both do not fit.
+    pub jobs_focused: bool,
 }
 
 /// Lays out a screen of `area` for `content`.
@@ -188,7 +195,7 @@ pub fn compute(area: Rect, content: Content) -> Screen {
         panel: Panel::Gpus,
         area: gpus,
     }];
-    placements.extend(lower_area(lower, content.cores, side_by_side));
+    placements.extend(lower_area(lower, content, side_by_side));
     Screen::Dashboard(Dashboard {
         header,
         footer,
@@ -220,40 +227,68 @@ fn gpu_band(body: Rect, gpus: usize, lower_min: u16) -> (GpuMode, u16) {
     (GpuMode::Compact, height)
 }
 
-/// Places the panels of the lower area: the host panel and the process table.
-fn lower_area(lower: Rect, cores: usize, side_by_side: bool) -> Vec<Placement> {
-    if side_by_side {
+/// Places the panels of the lower area: the host panel, the process table and the job queue.
+fn lower_area(lower: Rect, content: Content, side_by_side: bool) -> Vec<Placement> {
+    let (host, rest) = if side_by_side {
         let host_width = (lower.width / 3).clamp(40, 70);
-        return vec![
-            Placement {
-                panel: Panel::Host,
-                area: Rect::new(lower.x, lower.y, host_width, lower.height),
-            },
-            Placement {
-                panel: Panel::Processes,
-                area: Rect::new(
-                    lower.x + host_width,
-                    lower.y,
-                    lower.width - host_width,
-                    lower.height,
-                ),
-            },
-        ];
-    }
-    let host_height = host_height(lower, cores);
-    vec![
-        Placement {
-            panel: Panel::Host,
-            area: Rect::new(lower.x, lower.y, lower.width, host_height),
-        },
-        Placement {
-            panel: Panel::Processes,
-            area: Rect::new(
+        (
+            Rect::new(lower.x, lower.y, host_width, lower.height),
+            Rect::new(
+                lower.x + host_width,
+                lower.y,
+                lower.width - host_width,
+                lower.height,
+            ),
+        )
+    } else {
+        let host_height = host_height(lower, content.cores);
+        (
+            Rect::new(lower.x, lower.y, lower.width, host_height),
+            Rect::new(
                 lower.x,
                 lower.y + host_height,
                 lower.width,
                 lower.height - host_height,
             ),
+        )
+    };
+    let mut placements = vec![Placement {
+        panel: Panel::Host,
+        area: host,
+    }];
+    placements.extend(process_and_jobs(rest, content));
+    placements
+}
+
+/// Smallest job queue panel: borders, a heading and three jobs.
+pub const JOBS_MIN_HEIGHT: u16 = 6;
+
+/// Splits the process table's area with the job queue: the queue below the table, sized for
+/// its jobs, when both fit; else the focused one of the two gets the whole area.
+fn process_and_jobs(area: Rect, content: Content) -> Vec<Placement> {
+    let whole = |panel| vec![Placement { panel, area }];
+    let wants_jobs = content.jobs > 0 || content.jobs_focused;
+    if !wants_jobs {
+        return whole(Panel::Processes);
+    }
+    if area.height < PROCESS_MIN_HEIGHT + JOBS_MIN_HEIGHT {
+        return whole(if content.jobs_focused {
+            Panel::Jobs
+        } else {
+            Panel::Processes
+        });
+    }
+    let wanted = (content.jobs as u16).saturating_add(3).max(JOBS_MIN_HEIGHT);
+    let jobs_height = wanted.min(area.height / 2).max(JOBS_MIN_HEIGHT);
+    let table = area.height - jobs_height;
+    vec![
+        Placement {
+            panel: Panel::Processes,
+            area: Rect::new(area.x, area.y, area.width, table),
+        },
+        Placement {
+            panel: Panel::Jobs,
+            area: Rect::new(area.x, area.y + table, area.width, jobs_height),
         },
     ]
 }
@@ -280,7 +315,15 @@ mod tests {
     use super::*;
 
     fn dashboard(w: u16, h: u16, gpus: usize) -> Dashboard {
-        match compute(Rect::new(0, 0, w, h), Content { gpus, cores: 32 }) {
+        match compute(
+            Rect::new(0, 0, w, h),
+            Content {
+                gpus,
+                cores: 32,
+                jobs: 0,
+                jobs_focused: false,
+            },
+        ) {
             Screen::Dashboard(d) => d,
             other => panic!("expected a dashboard, got {other:?}"),
         }
@@ -329,7 +372,15 @@ mod tests {
     fn below_the_minimum_is_too_small_never_a_panic() {
         for (w, h) in [(0, 0), (1, 1), (59, 24), (80, 15)] {
             assert_eq!(
-                compute(Rect::new(0, 0, w, h), Content { gpus: 8, cores: 4 }),
+                compute(
+                    Rect::new(0, 0, w, h),
+                    Content {
+                        gpus: 8,
+                        cores: 4,
+                        jobs: 0,
+                        jobs_focused: false
+                    }
+                ),
                 Screen::TooSmall {
                     width: w,
                     height: h
@@ -348,7 +399,37 @@ mod tests {
         }
         assert_eq!(p, Panel::Gpus);
         assert_eq!(seen.len(), Panel::RING.len());
-        assert_eq!(Panel::Gpus.previous(), Panel::Host);
+        assert_eq!(Panel::Gpus.previous(), Panel::Jobs);
+    }
+
+    #[test]
+    fn the_job_queue_shares_the_process_area_or_takes_it_when_focused() {
+        let layout = |w, h, gpus, jobs, jobs_focused| match compute(
+            Rect::new(0, 0, w, h),
+            Content {
+                gpus,
+                cores: 32,
+                jobs,
+                jobs_focused,
+            },
+        ) {
+            Screen::Dashboard(d) => d,
+            other => panic!("{other:?}"),
+        };
+        // Room for both: the queue sits below the process table, sized for its jobs.
+        let d = layout(120, 50, 1, 4, false);
+        let jobs = d.area_of(Panel::Jobs).unwrap();
+        let procs = d.area_of(Panel::Processes).unwrap();
+        assert_eq!(jobs.height, 7);
+        assert_eq!(procs.bottom(), jobs.top());
+        // 80x24 with eight GPUs: only one fits; the focused one wins.
+        let d = layout(80, 24, 8, 4, false);
+        assert!(d.area_of(Panel::Jobs).is_none());
+        let d = layout(80, 24, 8, 4, true);
+        assert!(d.area_of(Panel::Processes).is_none());
+        assert!(d.area_of(Panel::Jobs).unwrap().height >= PROCESS_MIN_HEIGHT);
+        // No jobs and not focused: no queue panel.
+        assert!(layout(120, 50, 1, 0, false).area_of(Panel::Jobs).is_none());
     }
 
     #[test]

@@ -7,20 +7,26 @@
 pub mod app;
 pub mod event;
 pub mod format;
+pub mod job_queue;
 pub mod layout;
 pub mod panels;
 pub mod process_table;
+pub mod submit_form;
 pub mod theme;
 
 use std::time::Duration;
 
 use crate::cli::GlobalArgs;
 use crate::config::Config;
+use crate::jobs::client::JobFeed;
 use crate::telemetry::history::History;
 use crate::telemetry::sampler::Sampler;
 use crate::telemetry::{self, TelemetryError};
 use app::{App, SourceInfo};
 use theme::{Theme, ThemeChoice};
+
+/// How often the job queue panel reads the store.
+pub const JOB_FEED_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Allowed sample intervals in milliseconds.
 pub const INTERVAL_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
@@ -81,20 +87,23 @@ pub fn run(global: &GlobalArgs, config: &Config) -> anyhow::Result<()> {
         looping: global.loop_replay,
     };
     let history = History::for_span(config.telemetry.history(), interval);
-    let app = App::new(
+    let mut app = App::new(
         source_info,
         Theme::new(choice),
         &config.ui,
         history,
         viewer_uid(),
     );
+    app.auto_start_daemon = config.jobs.auto_start_daemon;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(TuiError::Runtime)?;
     // The sampler lives as long as the loop; dropping it stops its thread.
     let (sampler, frames) = Sampler::spawn(source, interval);
-    let result = runtime.block_on(event::run_loop(app, frames));
+    let (job_feed, jobs) = JobFeed::spawn(JOB_FEED_INTERVAL);
+    let result = runtime.block_on(event::run_loop(app, frames, jobs));
+    drop(job_feed);
     drop(sampler);
     result.map_err(Into::into)
 }

@@ -449,10 +449,16 @@ fn tab_and_shift_tab_walk_the_focus_ring() {
     }
     assert_eq!(
         seen,
-        vec![Panel::Gpus, Panel::Processes, Panel::Host, Panel::Gpus]
+        vec![
+            Panel::Gpus,
+            Panel::Processes,
+            Panel::Host,
+            Panel::Jobs,
+            Panel::Gpus
+        ]
     );
     press(&mut app, &[KeyCode::BackTab]);
-    assert_eq!(app.focus, Panel::Host);
+    assert_eq!(app.focus, Panel::Jobs);
 }
 
 #[test]
@@ -607,4 +613,172 @@ fn compact_rows_show_the_configured_fields() {
         !custom.contains("2 proc"),
         "procs not configured:\n{custom}"
     );
+}
+
+/// A real job store in a temp folder: job 1 runs (worker pid 40000, one of the trace's GPU
+/// processes) at 50 %, job 2 waits with a reason, job 3 failed.
+fn job_store() -> (tempfile::TempDir, crate::jobs::store::Store) {
+    use crate::engine::request::{Analysis, ExtractRequest, RunProgress};
+    use crate::jobs::job::{DeviceRequest, Failure, JobState, Submission, Target};
+    use crate::jobs::store::{Ending, Store, DB_FILE};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join(DB_FILE)).unwrap();
+    let submit = |store: &mut Store, out: &str| {
+        store
+            .submit(&Submission {
+                request: ExtractRequest {
+                    model: "/models/tiny-gpt2".into(),
+                    input: "/data/p.txt".into(),
+                    hooks: vec!["blocks.*.hook_resid_post".into()],
+                    out: out.into(),
+                    analysis: Analysis::Activations,
+                    batch: 8,
+                    max_len: None,
+                    dtype: None,
+                    device: "any".into(),
+                    resume: false,
+                },
+                priority: 0,
+                after: None,
+                device: DeviceRequest::Any,
+                held: false,
+            })
+            .unwrap()
+    };
+    let running = submit(&mut store, "/runs/a");
+    let waiting = submit(&mut store, "/runs/b");
+    let failed = submit(&mut store, "/runs/c");
+    store.start(running, Target::Gpu(0), Some(4 << 30)).unwrap();
+    store.set_worker(running, 40000, 1).unwrap();
+    store
+        .report_progress(
+            running,
+            &RunProgress {
+                prompts_done: 50,
+                prompts_total: 100,
+                tokens_per_second: 1234.0,
+                eta_seconds: Some(42.0),
+                peak_memory_bytes: Some(3 << 30),
+                ..RunProgress::default()
+            },
+        )
+        .unwrap();
+    store
+        .set_wait_reason(waiting, Some("needs 18.4 GiB, cuda:0 has 11.0 GiB free"))
+        .unwrap();
+    store.start(failed, Target::Cpu, None).unwrap();
+    store
+        .finish(
+            failed,
+            &Ending {
+                state: JobState::Failed,
+                failure: Some(Failure::Signal { signal: 9 }),
+                error: Some("worker killed by SIGKILL".into()),
+                reason: "worker killed by SIGKILL".into(),
+            },
+        )
+        .unwrap();
+    (dir, store)
+}
+
+#[test]
+fn the_queue_panel_shows_progress_wait_reasons_and_marks_job_processes() {
+    use crate::jobs::client::JobFeedEvent;
+    let (_dir, store) = job_store();
+    let mut app = demo_app(Origin::Live);
+    app.update(Input::JobFeed(JobFeedEvent::Jobs(
+        store.list(false).unwrap(),
+    )));
+    let screen = text(&render(&mut app, 200, 50));
+    assert!(screen.contains("Jobs (1 running, 1 queued)"), "{screen}");
+    assert!(screen.contains("cuda:0"), "{screen}");
+    assert!(screen.contains(" 50%"), "{screen}");
+    assert!(screen.contains("ETA 42s  1234 tok/s"), "{screen}");
+    assert!(
+        screen.contains("needs 18.4 GiB, cuda:0 has 11.0 GiB free"),
+        "{screen}"
+    );
+    assert!(screen.contains("worker killed by SIGKILL"), "{screen}");
+    // The trace's pid 40000 is job 1's worker: the process table says so.
+    assert!(screen.contains("[job 1] "), "{screen}");
+}
+
+#[test]
+fn enter_on_a_job_opens_its_detail_and_c_and_shift_r_ask_to_cancel_and_retry() {
+    use crate::jobs::client::{self, JobFeedEvent};
+    use crate::jobs::job::JobId;
+    let (dir, store) = job_store();
+    let mut app = demo_app(Origin::Live);
+    app.update(Input::JobFeed(JobFeedEvent::Jobs(
+        store.list(false).unwrap(),
+    )));
+    press(&mut app, &[KeyCode::Tab, KeyCode::Tab, KeyCode::Tab]);
+    assert_eq!(app.focus, Panel::Jobs);
+    press(&mut app, &[KeyCode::Down]);
+    assert_eq!(app.queue.selected, Some(JobId(2)));
+    assert_eq!(
+        press(&mut app, &[KeyCode::Enter]),
+        vec![Effect::OpenJob(JobId(2))]
+    );
+    let detail = client::detail(&store, dir.path(), JobId(2), 5).unwrap();
+    app.update(Input::JobDetail(Ok(Box::new(detail))));
+    assert_eq!(app.overlay, Overlay::JobDetail);
+    let screen = text(&render(&mut app, 120, 40));
+    assert!(screen.contains("Job 2"), "{screen}");
+    assert!(screen.contains("-> queued  submitted"), "{screen}");
+    assert!(screen.contains("/runs/b"), "{screen}");
+    assert_eq!(
+        press(&mut app, &[KeyCode::Char('c')]),
+        vec![Effect::CancelJob(JobId(2))]
+    );
+    assert_eq!(
+        press(&mut app, &[KeyCode::Char('R')]),
+        vec![Effect::RetryJob(JobId(2))]
+    );
+    press(&mut app, &[KeyCode::Esc]);
+    assert_eq!(app.overlay, Overlay::None);
+    // Quitting the dashboard is only a flag for the loop: no job is touched.
+    press(&mut app, &[KeyCode::Char('q')]);
+    assert!(app.should_quit);
+    assert_eq!(store.list(false).unwrap().len(), 3);
+}
+
+#[test]
+fn n_in_the_job_queue_opens_the_submit_form_and_enter_submits() {
+    use crate::jobs::client::JobFeedEvent;
+    use crate::jobs::job::DeviceRequest;
+    let (dir, store) = job_store();
+    let input = dir.path().join("p.txt");
+    std::fs::write(&input, "hello world\n").unwrap();
+    let mut app = demo_app(Origin::Live);
+    app.update(Input::JobFeed(JobFeedEvent::Jobs(
+        store.list(false).unwrap(),
+    )));
+    press(
+        &mut app,
+        &[KeyCode::Tab, KeyCode::Tab, KeyCode::Tab, KeyCode::Char('n')],
+    );
+    assert_eq!(app.overlay, Overlay::SubmitForm);
+    let form = app.form.as_ref().unwrap();
+    assert_eq!(
+        form.values[0], "/models/tiny-gpt2",
+        "the selected job's model"
+    );
+    let screen = text(&render(&mut app, 120, 40));
+    assert!(screen.contains("Submit a job"), "{screen}");
+    // The dataset field has the focus: type a path, then the output folder.
+    type_text(&mut app, input.to_str().unwrap());
+    press(&mut app, &[KeyCode::Tab]);
+    type_text(&mut app, dir.path().join("out").to_str().unwrap());
+    let effects = press(&mut app, &[KeyCode::Enter]);
+    let [Effect::SubmitJob {
+        submission,
+        start_daemon: true,
+    }] = effects.as_slice()
+    else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(submission.device, DeviceRequest::Any);
+    assert_eq!(submission.request.input, input);
+    assert_eq!(app.overlay, Overlay::None);
 }

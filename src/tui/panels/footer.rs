@@ -19,6 +19,28 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ],
         (_, Overlay::ConfirmKill(_)) => &[("y", "send signal"), ("n/Esc", "cancel")],
         (_, Overlay::Help) => &[("Esc/?", "close help"), ("q", "quit")],
+        (_, Overlay::SubmitForm) => &[
+            ("type", "edit"),
+            ("Tab/Up/Dn", "field"),
+            ("Enter", "submit"),
+            ("Esc", "close"),
+        ],
+        (_, Overlay::JobDetail) => &[
+            ("Esc", "close"),
+            ("c", "cancel"),
+            ("R", "retry"),
+            ("q", "quit"),
+        ],
+        (_, Overlay::None) if app.focus == Panel::Jobs => &[
+            ("q", "quit"),
+            ("?", "help"),
+            ("Tab", "panel"),
+            ("Up/Dn", "select"),
+            ("Enter", "detail"),
+            ("c", "cancel"),
+            ("R", "retry"),
+            ("n", "new job"),
+        ],
         (_, Overlay::None) if app.focus == Panel::Processes => &[
             ("q", "quit"),
             ("?", "help"),

@@ -30,6 +30,12 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Esc", "clear the filter and message; close overlays"),
     ("k", "processes: SIGTERM the selected process (yours only)"),
     ("K", "the same from any panel; again on it: SIGKILL"),
+    (
+        "Enter",
+        "jobs: the selected job's detail (spec, events, log)",
+    ),
+    ("c / R", "jobs and job detail: cancel / retry the job"),
+    ("n", "jobs: submit a new job (form with a live verdict)"),
     ("mouse", "wheel scrolls, click focuses and selects"),
 ];
 
@@ -38,7 +44,8 @@ pub fn help_line_count() -> u16 {
     KEYS.len() as u16 + 1
 }
 
-fn centered(area: Rect, width: u16, height: u16) -> Rect {
+/// A `width` x `height` rectangle in the middle of `area` (clipped to it).
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width.min(area.width);
     let h = height.min(area.height);
     Rect::new(
@@ -49,7 +56,8 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     )
 }
 
-fn overlay_block<'a>(app: &App, title: &'a str) -> Block<'a> {
+/// The bordered block of an overlay.
+pub fn overlay_block<'a>(app: &App, title: &'a str) -> Block<'a> {
     Block::bordered()
         .border_set(app.theme.border_set())
         .border_style(app.theme.focused_border())

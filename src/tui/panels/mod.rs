@@ -6,7 +6,10 @@ pub mod gpus;
 pub mod header;
 pub mod help;
 pub mod host;
+pub mod job_detail;
 pub mod processes;
+pub mod queue;
+pub mod submit_form;
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -29,6 +32,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                     Panel::Gpus => gpus::draw(frame, placement.area, app, dashboard.gpu_mode),
                     Panel::Processes => processes::draw(frame, placement.area, app),
                     Panel::Host => host::draw(frame, placement.area, app),
+                    Panel::Jobs => queue::draw(frame, placement.area, app),
                 }
             }
             footer::draw(frame, dashboard.footer, app);
@@ -36,6 +40,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 Overlay::None => {}
                 Overlay::Help => help::draw_help(frame, area, app),
                 Overlay::ConfirmKill(request) => help::draw_confirm(frame, area, app, request),
+                Overlay::JobDetail => job_detail::draw(frame, area, app),
+                Overlay::SubmitForm => submit_form::draw(frame, area, app),
             }
         }
     }

@@ -70,7 +70,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                         .map_or_else(|| format::NA.into(), |c| format!("{c:.1}")),
                 ),
                 Cell::from(format::opt_bytes(r.host_memory_bytes)),
-                Cell::from(r.command.clone()),
+                Cell::from(match app.queue.job_of_pid(r.pid) {
+                    Some(id) => format!("[job {id}] {}", r.command),
+                    None => r.command.clone(),
+                }),
             ]);
             if r.uid == Some(app.viewer_uid) {
                 row.style(theme.own_process())

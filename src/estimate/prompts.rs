@@ -1,0 +1,61 @@
+//! The longest prompt of an input file, in tokens: the padded length of the batch that holds it
+//! is what the peak depends on.
+
+use std::path::Path;
+
+/// Prompts tokenised to find the longest (the longest by bytes; token counts follow bytes
+/// closely enough that the true longest is among them).
+const CANDIDATES: usize = 32;
+
+/// Reads prompts: `.jsonl` objects with a `text` field, else one prompt per line.
+pub fn read_prompts(path: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let jsonl = path.extension().is_some_and(|e| e == "jsonl");
+    Some(
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|line| {
+                if jsonl {
+                    serde_json::from_str::<serde_json::Value>(line)
+                        .ok()?
+                        .get("text")?
+                        .as_str()
+                        .map(str::to_string)
+                } else {
+                    Some(line.to_string())
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Tokens of the longest prompt of `input`: exact with `model_dir/tokenizer.json` (special
+/// tokens added, padding and truncation off), else bytes / 3 + 2 (a safe over-estimate for
+/// BPE vocabularies). `None` when the input cannot be read or is empty.
+pub fn longest_prompt_tokens(input: &Path, model_dir: Option<&Path>) -> Option<u64> {
+    let mut prompts = read_prompts(input)?;
+    prompts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    prompts.truncate(CANDIDATES);
+    let longest_bytes = prompts.first()?.len() as u64;
+    let tokenizer = model_dir
+        .map(|d| d.join("tokenizer.json"))
+        .filter(|p| p.is_file())
+        .and_then(|p| tokenizers::Tokenizer::from_file(p).ok());
+    if let Some(mut tok) = tokenizer {
+        tok.with_padding(None);
+        if tok.with_truncation(None).is_ok() {
+            let counts: Option<Vec<u64>> = prompts
+                .iter()
+                .map(|p| {
+                    tok.encode(p.as_str(), true)
+                        .ok()
+                        .map(|e| e.get_ids().len() as u64)
+                })
+                .collect();
+            if let Some(max) = counts.and_then(|c| c.into_iter().max()) {
+                return Some(max.max(1));
+            }
+        }
+    }
+    Some(longest_bytes / 3 + 2)
+}
