@@ -2,6 +2,7 @@
 //! its own file and calls the same library functions as the dashboard.
 
 pub mod check;
+pub mod extract;
 pub mod models;
 pub mod pull;
 pub mod record;
@@ -71,6 +72,8 @@ pub enum Command {
     Pull(pull::PullArgs),
     /// Estimate memory and time of a model x analysis and say where it fits.
     Check(check::CheckArgs),
+    /// Extract activations, statistics or attention patterns from a model (foreground).
+    Extract(extract::ExtractArgs),
 }
 
 /// Runs the parsed command line and returns the process exit status.
@@ -106,6 +109,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Models(args)) => models::run(args, &cli.global, &config),
         Some(Command::Pull(args)) => pull::run(args, &cli.global, &config),
         Some(Command::Check(args)) => check::run(args, &cli.global, &config),
+        Some(Command::Extract(args)) => extract::run(args),
     }
 }
 
