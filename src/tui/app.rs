@@ -183,6 +183,8 @@ pub struct App {
     pub signalled: HashMap<u32, Signal>,
     /// First line of the help overlay shown (it scrolls on small terminals).
     pub help_scroll: u16,
+    /// The compatibility matrix panel.
+    pub matrix: super::matrix::MatrixState,
     /// Set when the user asked to quit.
     pub should_quit: bool,
 }
@@ -223,6 +225,7 @@ impl App {
             viewer_uid,
             signalled: HashMap::new(),
             help_scroll: 0,
+            matrix: super::matrix::MatrixState::new(&[], 0.0),
             should_quit: false,
         }
     }
@@ -233,8 +236,13 @@ impl App {
             Some(f) => Content {
                 gpus: if f.driver.available { f.gpus.len() } else { 0 },
                 cores: f.host.per_core_percent.len(),
+                matrix: self.matrix.shown,
             },
-            None => Content { gpus: 0, cores: 0 },
+            None => Content {
+                gpus: 0,
+                cores: 0,
+                matrix: self.matrix.shown,
+            },
         }
     }
 
@@ -287,6 +295,7 @@ impl App {
                     }
                 }
                 self.history.record(&frame);
+                self.matrix.refresh(&frame);
                 self.frame = Some(*frame);
                 self.refresh_rows();
             }
@@ -354,8 +363,18 @@ impl App {
             }
             Overlay::None => {}
         }
+        if self.matrix.shown && self.matrix.on_key(key) {
+            if !self.matrix.shown {
+                self.focus = Panel::Gpus;
+            }
+            return None;
+        }
         match key.code {
             KeyCode::Char('q') => self.should_quit = true,
+            KeyCode::Char('m') => {
+                self.matrix.shown = true;
+                self.focus = Panel::Matrix;
+            }
             KeyCode::Char('?') | KeyCode::F(1) => {
                 self.overlay = Overlay::Help;
                 self.help_scroll = 0;
@@ -548,7 +567,7 @@ impl App {
                 };
                 self.set_sort(column, false);
             }
-            Panel::Host => {}
+            Panel::Host | Panel::Matrix => {}
         }
     }
 
@@ -570,7 +589,7 @@ impl App {
                 let index = moved_index(current, self.rows.len(), step);
                 self.selected_process = self.rows.get(index).map(ProcessRow::key);
             }
-            Panel::Host => {}
+            Panel::Host | Panel::Matrix => {}
         }
         self.keep_selection_visible();
     }
@@ -663,7 +682,7 @@ impl App {
                     self.selected_gpu = i;
                 }
             }
-            Panel::Host => {}
+            Panel::Host | Panel::Matrix => {}
         }
     }
 }

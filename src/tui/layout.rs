@@ -41,6 +41,8 @@ pub enum Panel {
     Processes,
     /// Host CPU, memory, load.
     Host,
+    /// The model x analysis compatibility matrix (shown in place of the lower area with `m`).
+    Matrix,
 }
 
 impl Panel {
@@ -67,6 +69,7 @@ impl Panel {
             Self::Gpus => "GPUs",
             Self::Processes => "Processes",
             Self::Host => "Host",
+            Self::Matrix => "Matrix",
         }
     }
 }
@@ -146,6 +149,8 @@ pub struct Content {
     pub gpus: usize,
     /// Number of CPU cores (for the per-core bars).
     pub cores: usize,
+    /// The compatibility matrix takes the lower area.
+    pub matrix: bool,
 }
 
 /// Lays out a screen of `area` for `content`.
@@ -188,7 +193,14 @@ pub fn compute(area: Rect, content: Content) -> Screen {
         panel: Panel::Gpus,
         area: gpus,
     }];
-    placements.extend(lower_area(lower, content.cores, side_by_side));
+    if content.matrix {
+        placements.push(Placement {
+            panel: Panel::Matrix,
+            area: lower,
+        });
+    } else {
+        placements.extend(lower_area(lower, content.cores, side_by_side));
+    }
     Screen::Dashboard(Dashboard {
         header,
         footer,
@@ -280,7 +292,14 @@ mod tests {
     use super::*;
 
     fn dashboard(w: u16, h: u16, gpus: usize) -> Dashboard {
-        match compute(Rect::new(0, 0, w, h), Content { gpus, cores: 32 }) {
+        match compute(
+            Rect::new(0, 0, w, h),
+            Content {
+                gpus,
+                cores: 32,
+                matrix: false,
+            },
+        ) {
             Screen::Dashboard(d) => d,
             other => panic!("expected a dashboard, got {other:?}"),
         }
@@ -329,7 +348,14 @@ mod tests {
     fn below_the_minimum_is_too_small_never_a_panic() {
         for (w, h) in [(0, 0), (1, 1), (59, 24), (80, 15)] {
             assert_eq!(
-                compute(Rect::new(0, 0, w, h), Content { gpus: 8, cores: 4 }),
+                compute(
+                    Rect::new(0, 0, w, h),
+                    Content {
+                        gpus: 8,
+                        cores: 4,
+                        matrix: false
+                    }
+                ),
                 Screen::TooSmall {
                     width: w,
                     height: h

@@ -8,6 +8,7 @@ pub mod app;
 pub mod event;
 pub mod format;
 pub mod layout;
+pub mod matrix;
 pub mod panels;
 pub mod process_table;
 pub mod theme;
@@ -81,13 +82,19 @@ pub fn run(global: &GlobalArgs, config: &Config) -> anyhow::Result<()> {
         looping: global.loop_replay,
     };
     let history = History::for_span(config.telemetry.history(), interval);
-    let app = App::new(
+    let mut app = App::new(
         source_info,
         Theme::new(choice),
         &config.ui,
         history,
         viewer_uid(),
     );
+    // The matrix: the catalogue and the CPU calibration (cached after the first run).
+    let catalogue = crate::models::Catalogue::load(
+        &crate::models::CatalogueSettings::from_process(&config.models),
+    )?;
+    let cpu_flops = crate::estimate::time::cpu_calibration()?.flops_per_second;
+    app.matrix = matrix::MatrixState::new(&catalogue.entries, cpu_flops);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

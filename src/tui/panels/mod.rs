@@ -6,6 +6,7 @@ pub mod gpus;
 pub mod header;
 pub mod help;
 pub mod host;
+pub mod matrix;
 pub mod processes;
 
 use ratatui::layout::Rect;
@@ -29,6 +30,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                     Panel::Gpus => gpus::draw(frame, placement.area, app, dashboard.gpu_mode),
                     Panel::Processes => processes::draw(frame, placement.area, app),
                     Panel::Host => host::draw(frame, placement.area, app),
+                    Panel::Matrix => matrix::draw(frame, placement.area, app),
                 }
             }
             footer::draw(frame, dashboard.footer, app);
