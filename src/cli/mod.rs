@@ -1,6 +1,7 @@
 //! Command-line interface: argument structs and output formatting only. Each subcommand lives in
 //! its own file and calls the same library functions as the dashboard.
 
+pub mod check;
 pub mod daemon;
 pub mod extract;
 pub mod jobs;
@@ -98,6 +99,8 @@ pub enum Command {
     Models(models::ModelsArgs),
     /// Download a model into the Hugging Face cache.
     Pull(pull::PullArgs),
+    /// Estimate memory and time of a model x analysis and say where it fits.
+    Check(check::CheckArgs),
 }
 
 /// Runs the parsed command line and returns the process exit status.
@@ -144,6 +147,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Extract(args)) => extract::run(args),
         Some(Command::Models(args)) => models::run(args, &cli.global, &config),
         Some(Command::Pull(args)) => pull::run(args, &cli.global, &config),
+        Some(Command::Check(args)) => check::run(args, &cli.global, &config),
     }
 }
 

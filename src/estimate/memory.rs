@@ -24,6 +24,9 @@ pub const GPU_WORKSPACE_BYTES: u64 = 64 * MIB;
 pub const CPU_CONTEXT_BYTES: u64 = 16 * MIB;
 /// Tokenizer in memory, per vocabulary entry (token strings, two hash maps, merges).
 pub const TOKENIZER_BYTES_PER_TOKEN: u64 = 300;
+/// Fixed heap of the shard writer (serialisation buffers, offsets, manifest), measured with the
+/// accuracy benchmark (`cargo bench --bench estimate_accuracy`).
+pub const SHARD_WRITER_BYTES: u64 = MIB;
 /// Concept directions held by concept analysis.
 pub const CONCEPT_BANK: u64 = 64;
 
@@ -129,7 +132,9 @@ pub fn breakdown(w: &Workload, device: &DeviceSpec) -> Breakdown {
     let all_captures = tokens * per_token * e + b * pattern_heads * s * s * e;
     let captured_activations = match w.analysis {
         // Held for the whole batch, then copied once into the unpadded shard layout.
-        AnalysisKind::Activations | AnalysisKind::Attention => 2 * all_captures,
+        AnalysisKind::Activations => 2 * all_captures + SHARD_WRITER_BYTES,
+        // Per-prompt [H, len, len] slices are cut out of the padded batch tensor as well.
+        AnalysisKind::Attention => 5 * all_captures / 2 + SHARD_WRITER_BYTES,
         // Streamed: one block's hooks at a time, reduced at once.
         AnalysisKind::Stats | AnalysisKind::Concepts => {
             let worst_block = w

@@ -210,6 +210,8 @@ pub struct App {
     pub signalled: HashMap<u32, Signal>,
     /// First line of the help overlay shown (it scrolls on small terminals).
     pub help_scroll: u16,
+    /// The compatibility matrix panel.
+    pub matrix: super::matrix::MatrixState,
     /// Set when the user asked to quit.
     pub should_quit: bool,
     /// The job queue panel's state.
@@ -256,6 +258,7 @@ impl App {
             viewer_uid,
             signalled: HashMap::new(),
             help_scroll: 0,
+            matrix: super::matrix::MatrixState::new(&[], 0.0),
             should_quit: false,
             queue: JobQueueView::default(),
             form: None,
@@ -271,12 +274,14 @@ impl App {
                 cores: f.host.per_core_percent.len(),
                 jobs: self.queue.jobs.len(),
                 jobs_focused: self.focus == Panel::Jobs,
+                matrix: self.matrix.shown,
             },
             None => Content {
                 gpus: 0,
                 cores: 0,
                 jobs: self.queue.jobs.len(),
                 jobs_focused: self.focus == Panel::Jobs,
+                matrix: self.matrix.shown,
             },
         }
     }
@@ -400,6 +405,7 @@ impl App {
                     }
                 }
                 self.history.record(&frame);
+                self.matrix.refresh(&frame);
                 self.frame = Some(*frame);
                 self.refresh_rows();
             }
@@ -474,6 +480,12 @@ impl App {
             }
             Overlay::None => {}
         }
+        if self.matrix.shown && self.matrix.on_key(key) {
+            if !self.matrix.shown {
+                self.focus = Panel::Gpus;
+            }
+            return None;
+        }
         if self.focus == Panel::Jobs {
             if let Some(effect) = self.on_job_key(key.code) {
                 return effect;
@@ -481,6 +493,10 @@ impl App {
         }
         match key.code {
             KeyCode::Char('q') => self.should_quit = true,
+            KeyCode::Char('m') => {
+                self.matrix.shown = true;
+                self.focus = Panel::Matrix;
+            }
             KeyCode::Char('?') | KeyCode::F(1) => {
                 self.overlay = Overlay::Help;
                 self.help_scroll = 0;
@@ -673,7 +689,7 @@ impl App {
                 };
                 self.set_sort(column, false);
             }
-            Panel::Host | Panel::Jobs => {}
+            Panel::Host | Panel::Jobs | Panel::Matrix => {}
         }
     }
 
@@ -699,7 +715,7 @@ impl App {
                 let visible = self.visible_job_rows();
                 self.queue.move_selection(step, visible);
             }
-            Panel::Host => {}
+            Panel::Host | Panel::Matrix => {}
         }
         self.keep_selection_visible();
     }
@@ -807,7 +823,7 @@ impl App {
                     }
                 }
             }
-            Panel::Host => {}
+            Panel::Host | Panel::Matrix => {}
         }
     }
 }

@@ -43,6 +43,8 @@ pub enum Panel {
     Host,
     /// The job queue.
     Jobs,
+    /// The model x analysis compatibility matrix (shown in place of the lower area with `m`).
+    Matrix,
 }
 
 impl Panel {
@@ -70,6 +72,7 @@ impl Panel {
             Self::Processes => "Processes",
             Self::Host => "Host",
             Self::Jobs => "Jobs",
+            Self::Matrix => "Matrix",
         }
     }
 }
@@ -153,6 +156,8 @@ pub struct Content {
     pub jobs: usize,
     /// The job queue has the focus: it takes the process table's place when both do not fit.
     pub jobs_focused: bool,
+    /// The compatibility matrix takes the lower area.
+    pub matrix: bool,
 }
 
 /// Lays out a screen of `area` for `content`.
@@ -195,7 +200,14 @@ pub fn compute(area: Rect, content: Content) -> Screen {
         panel: Panel::Gpus,
         area: gpus,
     }];
-    placements.extend(lower_area(lower, content, side_by_side));
+    if content.matrix {
+        placements.push(Placement {
+            panel: Panel::Matrix,
+            area: lower,
+        });
+    } else {
+        placements.extend(lower_area(lower, content, side_by_side));
+    }
     Screen::Dashboard(Dashboard {
         header,
         footer,
@@ -322,6 +334,7 @@ mod tests {
                 cores: 32,
                 jobs: 0,
                 jobs_focused: false,
+                matrix: false,
             },
         ) {
             Screen::Dashboard(d) => d,
@@ -378,7 +391,8 @@ mod tests {
                         gpus: 8,
                         cores: 4,
                         jobs: 0,
-                        jobs_focused: false
+                        jobs_focused: false,
+                        matrix: false
                     }
                 ),
                 Screen::TooSmall {

@@ -9,6 +9,7 @@ pub mod event;
 pub mod format;
 pub mod job_queue;
 pub mod layout;
+pub mod matrix;
 pub mod panels;
 pub mod process_table;
 pub mod submit_form;
@@ -95,6 +96,12 @@ pub fn run(global: &GlobalArgs, config: &Config) -> anyhow::Result<()> {
         viewer_uid(),
     );
     app.auto_start_daemon = config.jobs.auto_start_daemon;
+    // The matrix: the catalogue and the CPU calibration (cached after the first run).
+    let catalogue = crate::models::Catalogue::load(
+        &crate::models::CatalogueSettings::from_process(&config.models),
+    )?;
+    let cpu_flops = crate::estimate::time::cpu_calibration()?.flops_per_second;
+    app.matrix = matrix::MatrixState::new(&catalogue.entries, cpu_flops);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -7,6 +7,7 @@ pub mod header;
 pub mod help;
 pub mod host;
 pub mod job_detail;
+pub mod matrix;
 pub mod processes;
 pub mod queue;
 pub mod submit_form;
@@ -33,6 +34,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                     Panel::Processes => processes::draw(frame, placement.area, app),
                     Panel::Host => host::draw(frame, placement.area, app),
                     Panel::Jobs => queue::draw(frame, placement.area, app),
+                    Panel::Matrix => matrix::draw(frame, placement.area, app),
                 }
             }
             footer::draw(frame, dashboard.footer, app);

@@ -1,0 +1,313 @@
+//! State of the compatibility matrix panel: the prepared model x analysis workloads, the plan
+//! evaluated against the newest frame's free memory, the selection, the `/` filter and the
+//! command shown on Enter. Keys reach it only while it is shown (`m` toggles it).
+
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent};
+
+use crate::estimate::device::{devices_from_frame, DeviceSpec};
+use crate::estimate::matrix::{MatrixCell, MatrixPlan, PreparedMatrix, PreparedRow};
+use crate::estimate::AnalysisKind;
+use crate::models::CatalogueEntry;
+use crate::telemetry::model::Frame;
+
+/// The matrix panel's state.
+#[derive(Debug, Clone)]
+pub struct MatrixState {
+    /// Whether the panel replaces the lower area.
+    pub shown: bool,
+    /// Rows and their workloads (prepared once).
+    pub prepared: PreparedMatrix,
+    /// Cells evaluated on the newest frame.
+    pub plan: MatrixPlan,
+    /// Devices of the newest frame.
+    pub devices: Vec<DeviceSpec>,
+    /// CPU throughput used for time estimates.
+    pub cpu_flops: f64,
+    /// Selected row among the visible (filtered) rows.
+    pub row: usize,
+    /// Selected column (analysis).
+    pub column: usize,
+    /// Model filter.
+    pub filter: String,
+    /// Keys edit the filter.
+    pub filtering: bool,
+    /// The `neuronmap extract` command for the selected cell, after Enter.
+    pub command: Option<String>,
+    /// How long the last evaluation took.
+    pub last_compute: Duration,
+}
+
+impl MatrixState {
+    /// A matrix over catalogue entries (local ones first).
+    pub fn new(entries: &[CatalogueEntry], cpu_flops: f64) -> Self {
+        let prepared = PreparedMatrix::new(entries);
+        Self {
+            shown: false,
+            plan: prepared.evaluate(&[]),
+            prepared,
+            devices: Vec::new(),
+            cpu_flops,
+            row: 0,
+            column: 0,
+            filter: String::new(),
+            filtering: false,
+            command: None,
+            last_compute: Duration::ZERO,
+        }
+    }
+
+    /// Re-evaluates every cell with the free memory of `frame`.
+    pub fn refresh(&mut self, frame: &Frame) {
+        let start = Instant::now();
+        self.devices = devices_from_frame(frame, self.cpu_flops);
+        self.plan = self.prepared.evaluate(&self.devices);
+        self.last_compute = start.elapsed();
+    }
+
+    /// Indices (into the prepared rows) of the rows the filter keeps.
+    pub fn visible_rows(&self) -> Vec<usize> {
+        let needle = self.filter.to_ascii_lowercase();
+        (0..self.prepared.rows.len())
+            .filter(|&i| {
+                needle.is_empty()
+                    || self.prepared.rows[i]
+                        .entry
+                        .id
+                        .to_ascii_lowercase()
+                        .contains(&needle)
+            })
+            .collect()
+    }
+
+    /// The selected row and cell.
+    pub fn selected(&self) -> Option<(&PreparedRow, &MatrixCell)> {
+        let index = *self.visible_rows().get(self.row)?;
+        let cell = self.plan.cells.get(index)?.get(self.column)?;
+        Some((&self.prepared.rows[index], cell))
+    }
+
+    /// The command that runs the selected cell in the foreground.
+    pub fn command_for_selection(&self) -> Option<String> {
+        let (row, cell) = self.selected()?;
+        let analysis = cell.analysis.engine_analysis()?;
+        let device = cell.best_device?.label();
+        let hooks = cell.analysis.default_hooks().join(",");
+        Some(format!(
+            "neuronmap extract --model {} --input PROMPTS.txt --hooks '{hooks}' --out OUT --analysis {} --batch {} --max-len {} --device {device}",
+            row.entry.id,
+            match analysis {
+                crate::engine::request::Analysis::Activations => "activations",
+                crate::engine::request::Analysis::Stats => "stats",
+                crate::engine::request::Analysis::Attention => "attention",
+            },
+            self.prepared.batch,
+            self.prepared.seq.min(
+                row.entry
+                    .architecture
+                    .as_ref()
+                    .map_or(self.prepared.seq, |a| a.max_positions)
+            ),
+        ))
+    }
+
+    /// Handles a key while the panel is shown; returns false for keys it leaves to the app.
+    pub fn on_key(&mut self, key: KeyEvent) -> bool {
+        if self.filtering {
+            match key.code {
+                KeyCode::Esc => {
+                    self.filter.clear();
+                    self.filtering = false;
+                }
+                KeyCode::Enter => self.filtering = false,
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                }
+                KeyCode::Char(c) => self.filter.push(c),
+                _ => return true,
+            }
+            self.row = 0;
+            return true;
+        }
+        let rows = self.visible_rows().len();
+        match key.code {
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.row = (self.row + 1).min(rows.saturating_sub(1))
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.row = self.row.saturating_sub(1),
+            KeyCode::Right | KeyCode::Char('l') => {
+                self.column = (self.column + 1).min(AnalysisKind::ALL.len() - 1)
+            }
+            KeyCode::Left | KeyCode::Char('h') => self.column = self.column.saturating_sub(1),
+            KeyCode::Char('/') => self.filtering = true,
+            KeyCode::Enter => {
+                self.command = Some(self.command_for_selection().unwrap_or_else(|| {
+                    "not supported by the engine yet: nothing to run".to_string()
+                }))
+            }
+            KeyCode::Esc => {
+                if self.command.take().is_none() && self.filter.is_empty() {
+                    self.shown = false;
+                }
+                self.filter.clear();
+            }
+            KeyCode::Char('m') => self.shown = false,
+            _ => return false,
+        }
+        if !matches!(key.code, KeyCode::Enter) {
+            self.command = None;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    use super::*;
+    use crate::config::{ThemeName, UiConfig};
+    use crate::estimate::Verdict;
+    use crate::models::{registry, CatalogueEntry};
+    use crate::telemetry::history::History;
+    use crate::telemetry::sampler::SamplerEvent;
+    use crate::telemetry::trace::TraceReader;
+    use crate::telemetry::Origin;
+    use crate::tui::app::{App, Input, SourceInfo};
+    use crate::tui::layout::Panel;
+    use crate::tui::panels;
+    use crate::tui::theme::{Theme, ThemeChoice};
+
+    fn frames() -> Vec<Frame> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/traces/synthetic-8gpu.jsonl");
+        TraceReader::open(&path)
+            .and_then(TraceReader::read_all)
+            .unwrap()
+            .1
+    }
+
+    fn app(frames: &[Frame]) -> App {
+        let entries: Vec<CatalogueEntry> = registry::builtin()
+            .unwrap()
+            .iter()
+            .map(CatalogueEntry::from_registry)
+            .collect();
+        let mut app = App::new(
+            SourceInfo {
+                origin: Origin::Live,
+                interval_ms: 1000,
+                speed: 1.0,
+                looping: false,
+            },
+            Theme::new(ThemeChoice {
+                color: true,
+                name: ThemeName::Dark,
+                ascii: false,
+            }),
+            &UiConfig::default(),
+            History::for_span(Duration::from_secs(60), Duration::from_secs(1)),
+            1000,
+        );
+        app.matrix = MatrixState::new(&entries, 3e10);
+        for f in frames {
+            app.update(Input::Sampler(SamplerEvent::Frame(Box::new(f.clone()))));
+        }
+        app
+    }
+
+    fn press(app: &mut App, code: KeyCode) {
+        app.update(Input::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+    }
+
+    fn screen(app: &mut App, w: u16, h: u16) -> String {
+        app.update(Input::Resize(w, h));
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal.draw(|f| panels::draw(f, app)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        (0..h)
+            .map(|y| {
+                let line: String = (0..w)
+                    .map(|x| buffer[(x, y)].symbol().to_string())
+                    .collect();
+                line.trim_end().to_string() + "\n"
+            })
+            .collect()
+    }
+
+    #[test]
+    fn snapshot_matrix_160x40() {
+        let mut app = app(&frames()[..3]);
+        press(&mut app, KeyCode::Char('m'));
+        assert_eq!(app.focus, Panel::Matrix);
+        insta::assert_snapshot!(screen(&mut app, 160, 40));
+    }
+
+    #[test]
+    fn snapshot_matrix_80x24_without_detail_pane() {
+        let mut app = app(&frames()[..3]);
+        press(&mut app, KeyCode::Char('m'));
+        insta::assert_snapshot!(screen(&mut app, 80, 24));
+    }
+
+    #[test]
+    fn filter_and_enter_show_the_extract_command() {
+        let mut app = app(&frames()[..3]);
+        press(&mut app, KeyCode::Char('m'));
+        press(&mut app, KeyCode::Char('/'));
+        for c in "llama-3.2".chars() {
+            press(&mut app, KeyCode::Char(c));
+        }
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.matrix.visible_rows().len(), 1);
+        press(&mut app, KeyCode::Right);
+        press(&mut app, KeyCode::Right);
+        press(&mut app, KeyCode::Enter);
+        let cmd = app.matrix.command.clone().unwrap();
+        assert!(
+            cmd.starts_with("neuronmap extract --model meta-llama/Llama-3.2-1B"),
+            "{cmd}"
+        );
+        assert!(cmd.contains("--analysis attention"), "{cmd}");
+        let text = screen(&mut app, 160, 40);
+        assert!(
+            text.contains("neuronmap extract --model meta-llama/Llama-3.2-1B"),
+            "{text}"
+        );
+        press(&mut app, KeyCode::Esc);
+        press(&mut app, KeyCode::Esc);
+        assert!(!app.matrix.shown);
+    }
+
+    #[test]
+    fn cells_follow_free_memory_of_the_newest_frame() {
+        let all = frames();
+        let mut frame = all[0].clone();
+        for g in &mut frame.gpus {
+            g.memory_free_bytes = Some(1 << 30);
+        }
+        frame.host.memory_available_bytes = 1 << 30;
+        let mut app = app(std::slice::from_ref(&frame));
+        let llama8b = app
+            .matrix
+            .prepared
+            .rows
+            .iter()
+            .position(|r| r.entry.id == "meta-llama/Llama-3.1-8B")
+            .unwrap();
+        assert_ne!(app.matrix.plan.cells[llama8b][0].best, Verdict::Fits);
+        app.update(Input::Sampler(SamplerEvent::Frame(Box::new(
+            all[1].clone(),
+        ))));
+        assert_eq!(app.matrix.plan.cells[llama8b][0].best, Verdict::Fits);
+        assert_eq!(
+            app.matrix.plan.cells[llama8b][3].best,
+            Verdict::NotSupported
+        );
+    }
+}
