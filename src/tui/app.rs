@@ -480,6 +480,19 @@ impl App {
             }
             Overlay::None => {}
         }
+        // Enter on a runnable matrix cell opens the submit form for it (the extract command
+        // shown by the matrix itself is for cells the form cannot take).
+        if self.matrix.shown && !self.matrix.filtering && key.code == KeyCode::Enter {
+            if let Some((model, analysis, hooks)) = self.matrix.submit_defaults() {
+                // The pane behind the form keeps the foreground equivalent on show.
+                self.matrix.command = self.matrix.command_for_selection();
+                let mut form = SubmitForm::for_cell(&model, analysis, &hooks);
+                form.refresh(self.frame.as_ref());
+                self.form = Some(form);
+                self.overlay = Overlay::SubmitForm;
+                return None;
+            }
+        }
         if self.matrix.shown && self.matrix.on_key(key) {
             if !self.matrix.shown {
                 self.focus = Panel::Gpus;

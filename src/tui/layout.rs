@@ -425,6 +425,7 @@ mod tests {
                 cores: 32,
                 jobs,
                 jobs_focused,
+                matrix: false,
             },
         ) {
             Screen::Dashboard(d) => d,

@@ -88,6 +88,19 @@ impl MatrixState {
         Some((&self.prepared.rows[index], cell))
     }
 
+    /// Model id, analysis name and hook globs of the selected cell, when the engine runs it:
+    /// what the submit form opened from this cell starts with.
+    pub fn submit_defaults(&self) -> Option<(String, &'static str, String)> {
+        let (row, cell) = self.selected()?;
+        let analysis = match cell.analysis.engine_analysis()? {
+            crate::engine::request::Analysis::Activations => "activations",
+            crate::engine::request::Analysis::Stats => "stats",
+            crate::engine::request::Analysis::Attention => "attention",
+        };
+        let hooks = cell.analysis.default_hooks().join(",");
+        Some((row.entry.id.clone(), analysis, hooks))
+    }
+
     /// The command that runs the selected cell in the foreground.
     pub fn command_for_selection(&self) -> Option<String> {
         let (row, cell) = self.selected()?;
@@ -256,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn filter_and_enter_show_the_extract_command() {
+    fn filter_and_enter_open_the_submit_form_and_show_the_extract_command() {
         let mut app = app(&frames()[..3]);
         press(&mut app, KeyCode::Char('m'));
         press(&mut app, KeyCode::Char('/'));
@@ -268,6 +281,12 @@ mod tests {
         press(&mut app, KeyCode::Right);
         press(&mut app, KeyCode::Right);
         press(&mut app, KeyCode::Enter);
+        // Enter opens the submit form for the cell: model, analysis and hooks filled in.
+        let form = app.form.clone().expect("the submit form is open");
+        assert_eq!(form.values[0], "meta-llama/Llama-3.2-1B");
+        assert!(form.values.iter().any(|v| v == "attention"), "{form:?}");
+        press(&mut app, KeyCode::Esc);
+        assert!(app.form.is_none(), "Esc closes the form");
         let cmd = app.matrix.command.clone().unwrap();
         assert!(
             cmd.starts_with("neuronmap extract --model meta-llama/Llama-3.2-1B"),

@@ -62,6 +62,19 @@ impl SubmitForm {
         }
     }
 
+    /// A form for one cell of the compatibility matrix: model, analysis and hooks filled in.
+    pub fn for_cell(model: &str, analysis: &str, hooks: &str) -> Self {
+        let mut form = Self::new(model);
+        for (i, (name, _)) in FIELDS.iter().enumerate() {
+            match *name {
+                "analysis" => form.values[i] = analysis.to_string(),
+                "hooks" => form.values[i] = hooks.to_string(),
+                _ => {}
+            }
+        }
+        form
+    }
+
     /// Edits the form with one key; `frame` gives the devices the verdict is computed on.
     pub fn on_key(&mut self, code: crossterm::event::KeyCode, frame: Option<&Frame>) -> FormAction {
         use crossterm::event::KeyCode;
