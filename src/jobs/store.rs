@@ -202,12 +202,12 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        let conn = Connection::open(path).map_err(&err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(&err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+            .map_err(&err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
+            .map_err(&err)?;
         let mut store = Self {
             conn,
             path: path.to_path_buf(),
@@ -224,33 +224,32 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+            .map_err(&err)?;
         tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            .map_err(err)?;
+            .map_err(&err)?;
         let found: Option<i64> = tx
             .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
-            .map_err(err)?;
+            .map_err(&err)?;
         let found = found.unwrap_or(0);
         if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew { path, found });
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found,
+            });
         }
         for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            tx.execute_batch(sql).map_err(err)?;
+            tx.execute_batch(sql).map_err(&err)?;
             tx.execute(
                 "INSERT INTO schema_version (version) VALUES (?1)",
                 [version as i64 + 1],
             )
-            .map_err(err)?;
+            .map_err(&err)?;
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(&err)
     }
 
     /// A number that changes whenever another connection commits (SQLite's `data_version`):
@@ -284,20 +283,16 @@ impl Store {
             column: "spec",
             message: e.to_string(),
         })?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+            .map_err(&err)?;
         if let Some(after) = sub.after {
             let exists: Option<i64> = tx
                 .query_row("SELECT id FROM jobs WHERE id = ?1", [after.0], |r| r.get(0))
                 .optional()
-                .map_err(err)?;
+                .map_err(&err)?;
             if exists.is_none() {
                 return Err(StoreError::NoSuchJob(after));
             }
@@ -320,15 +315,15 @@ impl Store {
                 sub.held.then_some(HELD_REASON)
             ],
         )
-        .map_err(err)?;
+        .map_err(&err)?;
         let id = JobId(tx.last_insert_rowid());
         let reason = if sub.held {
             "submitted (held)"
         } else {
             "submitted"
         };
-        insert_event(&tx, id, None, JobState::Queued, reason, now).map_err(err)?;
-        tx.commit().map_err(err)?;
+        insert_event(&tx, id, None, JobState::Queued, reason, now).map_err(&err)?;
+        tx.commit().map_err(&err)?;
         Ok(id)
     }
 
@@ -601,15 +596,11 @@ impl Store {
     /// A running job whose worker is gone while no daemon watched it: marked interrupted, then
     /// queued again so it resumes from its last whole shard. False if it was not running.
     pub fn interrupt_and_requeue(&mut self, id: JobId, why: &str) -> Result<bool, StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+            .map_err(&err)?;
         let now = now_ms();
         let changed = tx
             .execute(
@@ -618,7 +609,7 @@ impl Store {
                  WHERE id = ?1 AND state = 'running'",
                 [id.0],
             )
-            .map_err(err)?;
+            .map_err(&err)?;
         if changed == 1 {
             insert_event(
                 &tx,
@@ -628,7 +619,7 @@ impl Store {
                 why,
                 now,
             )
-            .map_err(err)?;
+            .map_err(&err)?;
             insert_event(
                 &tx,
                 id,
@@ -637,9 +628,9 @@ impl Store {
                 "requeued to resume from its last whole shard",
                 now,
             )
-            .map_err(err)?;
+            .map_err(&err)?;
         }
-        tx.commit().map_err(err)?;
+        tx.commit().map_err(&err)?;
         Ok(changed == 1)
     }
 
@@ -721,15 +712,11 @@ impl Store {
                 action: "only queued jobs can be held or released",
             });
         }
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+            .map_err(&err)?;
         let reason = if held { "held" } else { "released" };
         let wait = held.then_some(HELD_REASON);
         let changed = tx
@@ -737,7 +724,7 @@ impl Store {
                 "UPDATE jobs SET held = ?2, wait_reason = ?3 WHERE id = ?1 AND state = 'queued' AND held <> ?2",
                 params![id.0, held, wait],
             )
-            .map_err(err)?;
+            .map_err(&err)?;
         if changed == 1 {
             insert_event(
                 &tx,
@@ -747,9 +734,9 @@ impl Store {
                 reason,
                 now_ms(),
             )
-            .map_err(err)?;
+            .map_err(&err)?;
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(&err)
     }
 
     /// Deletes a job that is not running, with its events. Its output folder stays.
@@ -762,23 +749,19 @@ impl Store {
                 action: "cancel it first (`neuronmap cancel`), then remove it",
             });
         }
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+            .map_err(&err)?;
         tx.execute(
             "DELETE FROM jobs WHERE id = ?1 AND state <> 'running'",
             [id.0],
         )
-        .map_err(err)?;
+        .map_err(&err)?;
         tx.execute("DELETE FROM events WHERE job_id = ?1", [id.0])
-            .map_err(err)?;
-        tx.commit().map_err(err)
+            .map_err(&err)?;
+        tx.commit().map_err(&err)
     }
 
     /// Changes the state of `id` from one of `from` to `to`, applying `set` (SQL assignments
@@ -793,23 +776,19 @@ impl Store {
         set: &str,
         params: &[&dyn rusqlite::ToSql],
     ) -> Result<bool, StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+            .map_err(&err)?;
         let current: Option<String> = tx
             .query_row("SELECT state FROM jobs WHERE id = ?1", [id.0], |r| r.get(0))
             .optional()
-            .map_err(err)?;
+            .map_err(&err)?;
         let Some(current) = current else {
             return Err(StoreError::NoSuchJob(id));
         };
-        let current = parse_state(&path, id.0, &current)?;
+        let current = parse_state(&self.path, id.0, &current)?;
         if !from.contains(&current) {
             return Ok(false);
         }
@@ -817,10 +796,18 @@ impl Store {
             &format!("UPDATE jobs SET state = ?2, {set} WHERE id = ?1"),
             params,
         )
-        .map_err(err)?;
-        insert_event(&tx, id, Some(current), to, reason, now_ms()).map_err(err)?;
-        tx.commit().map_err(err)?;
+        .map_err(&err)?;
+        insert_event(&tx, id, Some(current), to, reason, now_ms()).map_err(&err)?;
+        tx.commit().map_err(&err)?;
         Ok(true)
+    }
+}
+
+/// Maps a SQLite error on the store at `path` to a [`StoreError`] that names the file.
+fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
     }
 }
 

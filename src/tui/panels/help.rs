@@ -36,8 +36,14 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("c / R", "jobs and job detail: cancel / retry the job"),
     ("n", "jobs: submit a new job (form with a live verdict)"),
-    ("m", "compatibility matrix: show / hide it (arrows move, / filters models)"),
-    ("Enter", "matrix: submit form for the cell (or the extract command)"),
+    (
+        "m",
+        "compatibility matrix: show / hide it (arrows move, / filters models)",
+    ),
+    (
+        "Enter",
+        "matrix: submit form for the cell (or the extract command)",
+    ),
     ("mouse", "wheel scrolls, click focuses and selects"),
 ];
 
