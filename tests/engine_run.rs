@@ -384,8 +384,21 @@ fn model_ids_resolve_through_the_hub_cache() {
     );
     let m = load_output(&out).manifest;
     assert_eq!(m["model"]["revision"], "abc123");
-    let err = neuronmap::engine::resolve_model_dir_in("org/missing", cache).unwrap_err();
+    let err = neuronmap::engine::resolve_model_dir_in("org/missing", cache.clone()).unwrap_err();
     assert!(err.to_string().contains("models--org--missing"), "{err}");
+
+    // Old top-level repos have no org: `gpt2` is cached as models--gpt2.
+    let bare = tmp.path().join("models--tinygpt");
+    let bare_snap = bare.join("snapshots").join("def456");
+    copy_fixture("gpt2", &bare_snap);
+    std::fs::create_dir_all(bare.join("refs")).unwrap();
+    std::fs::write(bare.join("refs").join("main"), "def456").unwrap();
+    assert_eq!(
+        neuronmap::engine::resolve_model_dir_in("tinygpt", cache.clone()).unwrap(),
+        bare_snap
+    );
+    let err = neuronmap::engine::resolve_model_dir_in("a/b/c", cache).unwrap_err();
+    assert!(err.to_string().contains("no such folder"), "{err}");
 }
 
 #[test]

@@ -51,10 +51,11 @@ pub fn resolve_model_dir_in(model: &str, cache: Option<PathBuf>) -> Result<PathB
     }
     let looks_like_path = model.starts_with(['.', '/', '~']) || path.exists();
     let parts: Vec<&str> = model.split('/').collect();
-    if looks_like_path || parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+    // Hub ids are `org/name`, or a bare `name` for the old top-level repos (gpt2, bert-base-uncased).
+    if looks_like_path || parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
         return Err(EngineError::ModelNotFound {
             model: model.to_string(),
-            hint: "no such folder; give a model folder or a cached Hugging Face id like org/name"
+            hint: "no such folder; give a model folder or a cached Hugging Face id (org/name, or name for old top-level repos like gpt2)"
                 .into(),
         });
     }
@@ -64,12 +65,12 @@ pub fn resolve_model_dir_in(model: &str, cache: Option<PathBuf>) -> Result<PathB
             hint: "no Hugging Face cache location (set HF_HUB_CACHE or HF_HOME)".into(),
         });
     };
-    let repo = cache.join(format!("models--{}--{}", parts[0], parts[1]));
+    let repo = cache.join(format!("models--{}", parts.join("--")));
     let not_cached = || {
         EngineError::ModelNotFound {
         model: model.to_string(),
         hint: format!(
-            "not in the Hugging Face cache ({}); download it first, e.g. `huggingface-cli download {model}`",
+            "not a folder and not in the Hugging Face cache ({}); download it first with `neuronmap pull {model}`",
             repo.display()
         ),
     }
