@@ -18,6 +18,7 @@ pub mod stats;
 pub mod tokenize;
 pub mod weights;
 
+use crate::models::hf_cache;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -37,10 +38,10 @@ pub fn run_extract(
     run_extract_with(req, &EngineOptions::default(), on_progress, cancel)
 }
 
-/// Turns `--model` into a folder: a folder path as is; an `org/name` id through the Hugging
-/// Face hub cache (`models--org--name/refs/main` -> `snapshots/<rev>`).
+/// Turns `--model` into a folder: a folder path as is; an `org/name` (or bare `name`) id through
+/// the Hugging Face hub cache found as `huggingface_hub` finds it ([`hf_cache::cache_root`]).
 pub fn resolve_model_dir(model: &str) -> Result<PathBuf, EngineError> {
-    resolve_model_dir_in(model, run::hub_cache_dir())
+    resolve_model_dir_in(model, hf_cache::cache_root(&hf_cache::process_env))
 }
 
 /// [`resolve_model_dir`] with an explicit hub cache folder (`None`: there is none).
@@ -65,36 +66,11 @@ pub fn resolve_model_dir_in(model: &str, cache: Option<PathBuf>) -> Result<PathB
             hint: "no Hugging Face cache location (set HF_HUB_CACHE or HF_HOME)".into(),
         });
     };
-    let repo = cache.join(format!("models--{}", parts.join("--")));
-    let not_cached = || {
-        EngineError::ModelNotFound {
+    hf_cache::resolve_snapshot(&cache, model, None).map_err(|e| EngineError::ModelNotFound {
         model: model.to_string(),
         hint: format!(
-            "not a folder and not in the Hugging Face cache ({}); download it first with `neuronmap pull {model}`",
-            repo.display()
+            "not a folder and not in the Hugging Face cache ({}: {e}); download it first with `neuronmap pull {model}`",
+            cache.join(hf_cache::repo_folder(model)).display()
         ),
-    }
-    };
-    let snapshots = repo.join("snapshots");
-    let rev = match std::fs::read_to_string(repo.join("refs").join("main")) {
-        Ok(r) => r.trim().to_string(),
-        Err(_) => {
-            let mut revs: Vec<PathBuf> = std::fs::read_dir(&snapshots)
-                .map_err(|_| not_cached())?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_dir())
-                .collect();
-            if revs.len() != 1 {
-                return Err(not_cached());
-            }
-            return revs.pop().ok_or_else(not_cached);
-        }
-    };
-    let dir = snapshots.join(&rev);
-    if dir.is_dir() {
-        Ok(dir)
-    } else {
-        Err(not_cached())
-    }
+    })
 }

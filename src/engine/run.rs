@@ -3,7 +3,7 @@
 //! manifest after every whole shard, and stops after a shard when cancelled.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -577,18 +577,4 @@ pub fn peak_rss() -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-/// Where a Hugging Face hub cache lives: `$HF_HUB_CACHE`, `$HF_HOME/hub`,
-/// `$XDG_CACHE_HOME/huggingface/hub`, `~/.cache/huggingface/hub`.
-pub fn hub_cache_dir() -> Option<PathBuf> {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    env("HF_HUB_CACHE")
-        .or_else(|| env("HF_HOME").map(|h| h.join("hub")))
-        .or_else(|| env("XDG_CACHE_HOME").map(|c| c.join("huggingface").join("hub")))
-        .or_else(|| env("HOME").map(|h| h.join(".cache").join("huggingface").join("hub")))
 }
