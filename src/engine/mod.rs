@@ -69,7 +69,7 @@ pub fn resolve_model_dir_in(model: &str, cache: Option<PathBuf>) -> Result<PathB
     hf_cache::resolve_snapshot(&cache, model, None).map_err(|e| EngineError::ModelNotFound {
         model: model.to_string(),
         hint: format!(
-            "not a folder and not in the Hugging Face cache ({}: {e}); download it first with `neuronmap pull {model}`",
+            "not a folder; {e} (looked in {})",
             cache.join(hf_cache::repo_folder(model)).display()
         ),
     })
