@@ -148,7 +148,7 @@ pub fn run(args: &CheckArgs, global: &GlobalArgs, config: &Config) -> anyhow::Re
                 seq: workload.seq,
                 dtype: dtype.map(|d| d.name()),
                 hooks: &args.hooks,
-                hook_count: workload.hooks.count,
+                hook_count: workload.hooks.count(),
                 blocks_run: estimate::memory::blocks_run(&workload),
             },
             devices: verdicts.iter().map(device_json).collect(),
@@ -215,7 +215,7 @@ fn render_text(entry: &CatalogueEntry, w: &Workload, verdicts: &[DeviceVerdict])
         w.analysis.name(),
         w.batch,
         w.seq,
-        w.hooks.count,
+        w.hooks.count(),
         estimate::memory::blocks_run(w).saturating_sub(1),
     );
     if let Some((_, best)) = verdict::best(verdicts) {

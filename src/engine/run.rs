@@ -381,17 +381,35 @@ fn shard_prompts(
         tokens += tok.encode(&text, i)?.len();
     }
     let mean = tokens as f64 / sample.max(1) as f64;
+    Ok(prompts_per_shard(
+        &sel.hooks,
+        mean,
+        batch,
+        opts.shard_target_bytes,
+    ))
+}
+
+/// Prompts per shard for the selected `hooks` when prompts have `mean_tokens` tokens: whole
+/// batches of about `target_bytes` (at least one batch). The estimator uses it too: a shard's
+/// byte buffers are held in memory until the shard is written.
+pub fn prompts_per_shard(
+    hooks: &[super::hooks::HookSpec],
+    mean_tokens: f64,
+    batch: usize,
+    target_bytes: u64,
+) -> usize {
+    let mean = mean_tokens;
     let mut per_token = 8.0;
     let mut per_prompt = 0.0;
-    for h in &sel.hooks {
+    for h in hooks {
         match h.layout {
             HookLayout::PerToken => per_token += 4.0 * h.per_token_elems() as f64,
             HookLayout::PerPrompt => per_prompt += 4.0 * h.per_token_elems() as f64 * mean * mean,
         }
     }
     let bytes = (mean * per_token + per_prompt).max(1.0);
-    let prompts = (opts.shard_target_bytes as f64 / bytes).floor() as usize;
-    Ok((prompts / batch).max(1) * batch)
+    let prompts = (target_bytes as f64 / bytes).floor() as usize;
+    (prompts / batch.max(1)).max(1) * batch.max(1)
 }
 
 fn check_resumable(old: &Manifest, new: &Manifest, dir: &Path) -> Result<(), EngineError> {

@@ -1,17 +1,36 @@
 //! Peak memory of one run of OUR engine on one device, as a breakdown.
 //!
-//! The model of the engine (src/engine): weights are loaded into the compute dtype (f32 on the
-//! CPU, a copy out of the memory-mapped file); only the blocks up to the last one a selected hook
-//! needs are run; one batch of padded prompts goes through at a time; hooks are materialised
-//! only when selected; captures of a batch are handed to the shard writer and dropped.
+//! The estimate follows what the engine (src/engine) allocates, in the order it does:
 //!
-//! Notation: B batch, S padded sequence length, d width, a = heads x head width, kv = key/value
-//! width, m MLP width, H heads, V vocabulary, e bytes per element.
+//! 1. Every weight of the model is loaded in the compute dtype (all blocks, also when the
+//!    forward pass stops early; no output head: no logits are computed). Fused q/k/v and
+//!    gate/up copies made at load time replace their parts, which are freed at once.
+//! 2. The tokenizer is parsed from tokenizer.json and stays loaded; tokenising a prompt costs a
+//!    transient proportional to its bytes.
+//! 3. Per batch: the prompt strings, their ids, the padded id tensor, then the forward pass,
+//!    simulated tensor by tensor ([`forward_peak`]): the embeddings and the current residual
+//!    stay alive, each block's locals live until the block ends, attention holds the scores,
+//!    the masked scores and the pattern `[B, H, S, S]` at once, and a selected hook keeps its
+//!    tensor (or the larger tensor it is a view of) alive until the batch is written out.
+//! 4. Activations and attention runs append the selected hooks, as f32 bytes, to the shard's
+//!    byte buffers (which grow by doubling) until the shard is written through a 1 MiB buffered
+//!    writer; statistics runs fold them into running sums at once.
+//!
+//! On the CPU all of it counts; on a GPU only the weights, the forward pass and the captured
+//! tensors are on the device (prompts, tokenizer and shard buffers are host memory).
+//!
+//! Notation: B batch, S padded sequence length, T = B x S tokens, d width, a = heads x head
+//! width, kv = key/value width, m MLP width, H heads, e bytes per element.
+
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
 use super::device::DeviceSpec;
-use super::workload::{AnalysisKind, DType, Workload};
+use super::workload::{engine_family, AnalysisKind, DType, Workload};
+use crate::engine::families::Family as EngineFamily;
+use crate::engine::hooks::{HookLayout, HookSpec};
+use crate::engine::run::{prompts_per_shard, EngineOptions};
 use crate::models::Family;
 
 const MIB: u64 = 1024 * 1024;
@@ -20,33 +39,52 @@ const MIB: u64 = 1024 * 1024;
 pub const GPU_CONTEXT_BYTES: u64 = 500 * MIB;
 /// cuBLAS workspace on a GPU.
 pub const GPU_WORKSPACE_BYTES: u64 = 64 * MIB;
-/// Runtime overhead of the process on the CPU (code, threads, allocator) besides the tokenizer.
-pub const CPU_CONTEXT_BYTES: u64 = 16 * MIB;
-/// Tokenizer in memory, per vocabulary entry (token strings, two hash maps, merges).
-pub const TOKENIZER_BYTES_PER_TOKEN: u64 = 300;
-/// Fixed heap of the shard writer (serialisation buffers, offsets, manifest), measured with the
-/// accuracy benchmark (`cargo bench --bench estimate_accuracy`).
-pub const SHARD_WRITER_BYTES: u64 = MIB;
+/// Runtime overhead of the process on the CPU that is not heap (code, thread stacks).
+pub const CPU_RUNTIME_BYTES: u64 = 16 * MIB;
+/// Heap per loaded weight tensor besides its data (candle's `Arc<Tensor_>`, storage lock,
+/// shape and stride vectors).
+pub const TENSOR_OVERHEAD_BYTES: u64 = 256;
+/// The tokenizer kept in memory, per byte of tokenizer.json (vocabulary maps in both
+/// directions, merges, added tokens, normaliser and pre-tokeniser). Measured on the test
+/// fixtures' WordPiece and byte-level BPE tokenizers: 3.1 to 3.5.
+pub const TOKENIZER_RETAINED_PER_FILE_BYTE: f64 = 3.3;
+/// Peak while the tokenizer is parsed, per byte of tokenizer.json: the file's bytes, serde's
+/// buffered copy of the model section (every token string allocated once more) and the maps
+/// being built. Measured on the test fixtures: 12 to 13.
+pub const TOKENIZER_LOAD_PER_FILE_BYTE: u64 = 13;
+/// tokenizer.json bytes per vocabulary entry when the file is not on disk (token string,
+/// quoting, id, and one merge rule per entry for BPE vocabularies; GPT-2's is 27).
+pub const TOKENIZER_FILE_BYTES_PER_TOKEN: u64 = 28;
+/// Transient heap of tokenising one prompt, per byte of the prompt: the tokenizers crate keeps
+/// the original and the normalised text with a (start, end) alignment per byte, every
+/// pre-tokenised split as its own normalised string, and an Encoding (id, type id, token
+/// string, offsets, word index, masks) per token, also for the part truncation cuts off.
+/// Measured 81 (WordPiece) to 89 (byte-level BPE) on the test fixtures.
+pub const ENCODE_BYTES_PER_PROMPT_BYTE: u64 = 89;
+/// Capacity of the buffered writer the safetensors crate writes a shard through.
+pub const SHARD_WRITER_BUFFER_BYTES: u64 = MIB;
 /// Concept directions held by concept analysis.
 pub const CONCEPT_BANK: u64 = 64;
 
 /// Where the peak goes. Every field is in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Breakdown {
-    /// Weights of the embeddings and the blocks that run (and the head when logits are needed).
+    /// Weights as loaded: every block and the embeddings, in the compute dtype.
     pub weights: u64,
-    /// Selected hooks of one batch, held until the writer has them (or, for streamed analyses,
-    /// one block's worth plus the running reductions).
+    /// At the peak: selected hooks kept for the batch and the shard's byte buffers (filled
+    /// until the shard is written), or the values being reduced (statistics).
     pub captured_activations: u64,
-    /// Largest set of temporaries alive inside one block (residual, projections, MLP hidden).
+    /// At the peak: the rest of the forward pass's live set (embeddings, residual, projections,
+    /// MLP hidden), or the tokenizer's transient, prompts and ids of the batch.
     pub transient_forward: u64,
-    /// Attention scores and probabilities of one block ([B, H, S, S], twice).
+    /// At the peak: attention scores and probabilities `[B, H, S, S]` alive.
     pub attention_patterns: u64,
     /// Tensors kept for the backward pass and their gradients (saliency only).
     pub gradients: u64,
     /// Logits and their softmax (saliency only).
     pub logits: u64,
-    /// Device context and workspace (GPU: CUDA context and cuBLAS; CPU: runtime and tokenizer).
+    /// Device context and workspace (GPU: CUDA context and cuBLAS; CPU: runtime, matmul
+    /// packing buffers and the loaded tokenizer).
     pub context: u64,
 }
 
@@ -76,34 +114,448 @@ impl Breakdown {
     }
 }
 
-/// The blocks that run: through the last needed one, or all of them when logits are needed.
+/// The blocks that run: through the last needed one (all of them for the final norm or when
+/// logits are needed).
 pub fn blocks_run(w: &Workload) -> u64 {
-    if needs_logits(w.analysis) || w.hooks.needs_final_norm {
+    if needs_logits(w.analysis) {
         return w.arch.num_layers;
     }
-    w.hooks.last_block.map_or(0, |b| b + 1)
+    w.hooks.blocks_needed
 }
 
 fn needs_logits(analysis: AnalysisKind) -> bool {
     analysis == AnalysisKind::Saliency
 }
 
-/// Elements per token alive in the attention half of a block (without the [S, S] scores).
-fn attention_phase(w: &Workload) -> u64 {
-    let arch = &w.arch;
-    let (d, a) = (arch.hidden_size, arch.attention_width());
-    let kv = arch.num_kv_heads * arch.head_dim;
-    // Grouped-query attention repeats k and v up to the query heads before the matmul.
-    let repeated = if kv < a { 2 * a } else { 0 };
-    // Residual, normed input, q/k/v, their head-major copies, z, its merged copy, output.
-    2 * d + (a + 2 * kv) * 2 + repeated + 2 * a + d
+/// Bytes the CPU process holds for its whole life whatever it runs, besides the tokenizer: the
+/// runtime ([`CPU_RUNTIME_BYTES`]) and gemm's L2-sized packing buffer, one per thread that runs
+/// a matmul (candle's worker threads and the calling thread).
+pub fn cpu_process_bytes() -> u64 {
+    let threads = candle_core::utils::get_num_threads() as u64 + 1;
+    CPU_RUNTIME_BYTES + threads * l2_cache_bytes()
 }
 
-/// Elements per token alive in the MLP half of a block.
-fn mlp_phase(w: &Workload) -> u64 {
+/// The L2 cache size gemm sizes its packing buffer with (1 MiB when unknown).
+fn l2_cache_bytes() -> u64 {
+    static L2: OnceLock<u64> = OnceLock::new();
+    *L2.get_or_init(|| {
+        std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index2/size")
+            .ok()
+            .and_then(|t| parse_cache_size(t.trim()))
+            .unwrap_or(MIB)
+    })
+}
+
+fn parse_cache_size(text: &str) -> Option<u64> {
+    let (num, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "K" => n << 10,
+        "M" => n << 20,
+        "" => n,
+        _ => return None,
+    })
+}
+
+/// Tokenizer bytes: (retained, peak while loading).
+fn tokenizer_bytes(w: &Workload) -> (u64, u64) {
+    let file = w
+        .tokenizer_file_bytes
+        .unwrap_or(w.arch.vocab_size * TOKENIZER_FILE_BYTES_PER_TOKEN);
+    (
+        (file as f64 * TOKENIZER_RETAINED_PER_FILE_BYTE) as u64,
+        file * TOKENIZER_LOAD_PER_FILE_BYTE,
+    )
+}
+
+/// Weights as the engine loads them: (bytes kept, peak while loading).
+fn weight_bytes(w: &Workload, e: u64) -> (u64, u64) {
     let arch = &w.arch;
-    let hidden = if arch.gated_mlp { 3 } else { 2 };
-    2 * arch.hidden_size + hidden * arch.intermediate_size + arch.hidden_size
+    let (d, m, l) = (arch.hidden_size, arch.intermediate_size, arch.num_layers);
+    let a = arch.attention_width();
+    let kv = arch.num_kv_heads * arch.head_dim;
+    let family = engine_family(arch);
+    // Parameters loaded after the blocks (embeddings, final norm), tensors per block, tensors
+    // outside the blocks, and the largest set of parts a fused matrix is built from.
+    let (after, block_tensors, other_tensors, fused_parts) = match family {
+        EngineFamily::Gpt2 => (arch.embedding_parameters() + 2 * d, 12, 4, 0),
+        EngineFamily::Bert => {
+            let tt = u64::from(arch.type_vocab_size > 0);
+            (arch.embedding_parameters(), 12, 4 + 2 * tt, d * (a + 2 * kv))
+        }
+        EngineFamily::Llama => {
+            let bias = u64::from(arch.family == Family::Qwen2);
+            (
+                arch.embedding_parameters() + d,
+                6 + bias,
+                2,
+                (2 * d * m).max(d * (a + 2 * kv)),
+            )
+        }
+    };
+    let params = after + l * arch.block_parameters();
+    let kept = params * e + (l * block_tensors + other_tensors) * TENSOR_OVERHEAD_BYTES;
+    let while_loading = (kept - after * e) + fused_parts * e;
+    (kept, kept.max(while_loading))
+}
+
+/// Tracks live bytes and their peak through a simulated sequence of tensor allocations.
+#[derive(Default)]
+struct Sim {
+    live: u64,
+    attn_live: u64,
+    pinned_live: u64,
+    peak: u64,
+    /// (live, attention, pinned) at the peak.
+    at_peak: (u64, u64, u64),
+    bufs: Vec<Buf>,
+}
+
+#[derive(Clone, Copy)]
+struct Buf {
+    bytes: u64,
+    attn: bool,
+    pinned: bool,
+    freed: bool,
+}
+
+/// A simulated tensor storage.
+#[derive(Clone, Copy)]
+struct Id(usize);
+
+impl Sim {
+    fn alloc_kind(&mut self, bytes: u64, attn: bool) -> Id {
+        self.live += bytes;
+        if attn {
+            self.attn_live += bytes;
+        }
+        self.bufs.push(Buf {
+            bytes,
+            attn,
+            pinned: false,
+            freed: false,
+        });
+        if self.live > self.peak {
+            self.peak = self.live;
+            self.at_peak = (self.live, self.attn_live, self.pinned_live);
+        }
+        Id(self.bufs.len() - 1)
+    }
+
+    fn alloc(&mut self, bytes: u64) -> Id {
+        self.alloc_kind(bytes, false)
+    }
+
+    fn free(&mut self, id: Id) {
+        let b = &mut self.bufs[id.0];
+        if b.pinned || b.freed {
+            return;
+        }
+        b.freed = true;
+        self.live -= b.bytes;
+        if b.attn {
+            self.attn_live -= b.bytes;
+        }
+    }
+
+    /// A selected hook keeps the storage alive until the batch is written out.
+    fn pin(&mut self, id: Id) {
+        let b = &mut self.bufs[id.0];
+        if !b.pinned && !b.freed {
+            b.pinned = true;
+            self.pinned_live += b.bytes;
+            // Counted as captured from now on.
+            if b.attn {
+                b.attn = false;
+                self.attn_live -= b.bytes;
+            }
+        }
+    }
+}
+
+/// The forward pass of one batch as the engine's family code runs it.
+struct Forward<'a> {
+    w: &'a Workload,
+    e: u64,
+    sim: Sim,
+}
+
+impl Forward<'_> {
+    fn wants(&self, name: &str) -> bool {
+        self.w.hooks.hooks.iter().any(|h| h.name == name)
+    }
+
+    fn hook(&mut self, name: &str, id: Id) {
+        if self.wants(name) {
+            self.sim.pin(id);
+        }
+    }
+
+    fn block_hook(&mut self, i: u64, suffix: &str, id: Id) {
+        if self.wants(&format!("blocks.{i}.{suffix}")) {
+            self.sim.pin(id);
+        }
+    }
+
+    /// `Linear::forward`: the matmul's output, plus a second buffer when a bias is added.
+    fn linear(&mut self, out_elems: u64, bias: bool) -> Id {
+        let e = self.e;
+        let y = self.sim.alloc(out_elems * e);
+        if bias {
+            let z = self.sim.alloc(out_elems * e);
+            self.sim.free(y);
+            z
+        } else {
+            y
+        }
+    }
+
+    /// The qkv projection, `split_qkv`, rotary q/k (Llama family) and `attention`; returns z.
+    fn attention(&mut self, i: u64, bias: bool, rotary: bool, mask: bool) -> Id {
+        let arch = &self.w.arch;
+        let (b, s, e) = (self.w.batch, self.w.seq, self.e);
+        let t = b * s;
+        let (a, kv, h) = (
+            arch.attention_width(),
+            arch.num_kv_heads * arch.head_dim,
+            arch.num_heads,
+        );
+        let qkv = self.linear(t * (a + 2 * kv), bias);
+        let mut locals = Vec::new();
+        for (name, width) in [("attn.hook_q", a), ("attn.hook_k", kv), ("attn.hook_v", kv)] {
+            self.block_hook(i, name, qkv);
+            // The narrow is strided: reshape copies it, then the head-major copy.
+            let copy = self.sim.alloc(t * width * e);
+            let heads = self.sim.alloc(t * width * e);
+            self.sim.free(copy);
+            locals.push(heads);
+        }
+        self.sim.free(qkv);
+        if rotary {
+            let q = self.sim.alloc(t * a * e);
+            let k = self.sim.alloc(t * kv * e);
+            self.block_hook(i, "attn.hook_rot_q", q);
+            self.block_hook(i, "attn.hook_rot_k", k);
+            locals.push(q);
+            locals.push(k);
+        }
+        let square = b * h * s * s * e;
+        let product = self.sim.alloc_kind(square, true);
+        let scaled = self.sim.alloc_kind(square, true);
+        self.sim.free(product);
+        let scores = if mask {
+            self.sim.alloc_kind(square, true)
+        } else {
+            scaled
+        };
+        self.block_hook(i, "attn.hook_attn_scores", scores);
+        let pattern = self.sim.alloc_kind(square, true);
+        self.block_hook(i, "attn.hook_pattern", pattern);
+        let z_heads = self.sim.alloc(t * a * e);
+        let z = self.sim.alloc(t * a * e);
+        self.block_hook(i, "attn.hook_z", z);
+        for id in [z_heads, pattern, scores, scaled] {
+            self.sim.free(id);
+        }
+        for id in locals {
+            self.sim.free(id);
+        }
+        z
+    }
+
+    fn run(mut self) -> Sim {
+        let arch = &self.w.arch;
+        let (b, s, e) = (self.w.batch, self.w.seq, self.e);
+        let t = b * s;
+        let (d, m) = (arch.hidden_size, arch.intermediate_size);
+        let family = engine_family(arch);
+        let blocks = blocks_run(self.w);
+        match family {
+            EngineFamily::Gpt2 => {
+                let tok = self.sim.alloc(t * d * e);
+                let pos = self.sim.alloc(s * d * e);
+                self.hook("hook_embed", tok);
+                self.hook("hook_pos_embed", pos);
+                let mut x = self.sim.alloc(t * d * e);
+                let mask = self.sim.alloc(s * s * e);
+                for i in 0..blocks {
+                    self.block_hook(i, "hook_resid_pre", x);
+                    let h = self.sim.alloc(t * d * e);
+                    self.block_hook(i, "ln1.hook_normalized", h);
+                    let z = self.attention(i, true, false, true);
+                    let attn_out = self.linear(t * d, true);
+                    self.block_hook(i, "hook_attn_out", attn_out);
+                    let mid = self.sim.alloc(t * d * e);
+                    self.block_hook(i, "hook_resid_mid", mid);
+                    let ln2 = self.sim.alloc(t * d * e);
+                    let pre = self.linear(t * m, true);
+                    self.sim.free(ln2);
+                    self.block_hook(i, "mlp.hook_pre", pre);
+                    let post = self.sim.alloc(t * m * e);
+                    self.block_hook(i, "mlp.hook_post", post);
+                    let mlp_out = self.linear(t * d, true);
+                    self.block_hook(i, "hook_mlp_out", mlp_out);
+                    let next = self.sim.alloc(t * d * e);
+                    self.sim.free(x);
+                    x = next;
+                    self.block_hook(i, "hook_resid_post", x);
+                    for id in [h, z, attn_out, mid, pre, post, mlp_out] {
+                        self.sim.free(id);
+                    }
+                }
+                self.final_norm();
+                for id in [tok, pos, x, mask] {
+                    self.sim.free(id);
+                }
+            }
+            EngineFamily::Bert => {
+                let roberta = arch.family == Family::Roberta;
+                let tok = self.sim.alloc(t * d * e);
+                let pos = self.sim.alloc(if roberta { t } else { s } * d * e);
+                self.hook("hook_embed", tok);
+                self.hook("hook_pos_embed", pos);
+                let mut sum = self.sim.alloc(t * d * e);
+                if arch.type_vocab_size > 0 {
+                    let with_types = self.sim.alloc(t * d * e);
+                    self.sim.free(sum);
+                    sum = with_types;
+                }
+                let mut x = self.sim.alloc(t * d * e);
+                for i in 0..blocks {
+                    self.block_hook(i, "hook_resid_pre", x);
+                    // Full batches of equally long prompts: no padding mask.
+                    let z = self.attention(i, true, false, false);
+                    let attn_out = self.linear(t * d, true);
+                    self.block_hook(i, "hook_attn_out", attn_out);
+                    let mid = self.sim.alloc(t * d * e);
+                    self.block_hook(i, "hook_resid_mid", mid);
+                    let normed = self.sim.alloc(t * d * e);
+                    self.block_hook(i, "ln1.hook_normalized", normed);
+                    let pre = self.linear(t * m, true);
+                    self.block_hook(i, "mlp.hook_pre", pre);
+                    let post = self.sim.alloc(t * m * e);
+                    self.block_hook(i, "mlp.hook_post", post);
+                    let mlp_out = self.linear(t * d, true);
+                    self.block_hook(i, "hook_mlp_out", mlp_out);
+                    let residual = self.sim.alloc(t * d * e);
+                    let next = self.sim.alloc(t * d * e);
+                    self.sim.free(residual);
+                    self.sim.free(x);
+                    x = next;
+                    self.block_hook(i, "hook_resid_post", x);
+                    for id in [z, attn_out, mid, normed, pre, post, mlp_out] {
+                        self.sim.free(id);
+                    }
+                }
+                for id in [tok, pos, sum, x] {
+                    self.sim.free(id);
+                }
+            }
+            EngineFamily::Llama => {
+                let bias = arch.family == Family::Qwen2;
+                let mut x = self.sim.alloc(t * d * e);
+                self.hook("hook_embed", x);
+                let mask = self.sim.alloc(s * s * e);
+                let tables = self.sim.alloc(s * arch.head_dim * e);
+                for i in 0..blocks {
+                    self.block_hook(i, "hook_resid_pre", x);
+                    let h = self.sim.alloc(t * d * e);
+                    self.block_hook(i, "ln1.hook_normalized", h);
+                    let z = self.attention(i, bias, true, true);
+                    let attn_out = self.linear(t * d, false);
+                    self.block_hook(i, "hook_attn_out", attn_out);
+                    let mid = self.sim.alloc(t * d * e);
+                    self.block_hook(i, "hook_resid_mid", mid);
+                    let ln2 = self.sim.alloc(t * d * e);
+                    let gate_up = self.linear(2 * t * m, false);
+                    self.sim.free(ln2);
+                    self.block_hook(i, "mlp.hook_pre", gate_up);
+                    self.block_hook(i, "mlp.hook_pre_linear", gate_up);
+                    let act = self.sim.alloc(t * m * e);
+                    let post = self.sim.alloc(t * m * e);
+                    self.sim.free(act);
+                    self.block_hook(i, "mlp.hook_post", post);
+                    let mlp_out = self.linear(t * d, false);
+                    self.block_hook(i, "hook_mlp_out", mlp_out);
+                    let next = self.sim.alloc(t * d * e);
+                    self.sim.free(x);
+                    x = next;
+                    self.block_hook(i, "hook_resid_post", x);
+                    for id in [h, z, attn_out, mid, gate_up, post, mlp_out] {
+                        self.sim.free(id);
+                    }
+                }
+                self.final_norm();
+                for id in [x, mask, tables] {
+                    self.sim.free(id);
+                }
+            }
+        }
+        self.sim
+    }
+
+    fn final_norm(&mut self) {
+        if self.w.hooks.needs_final {
+            let t = self.w.batch * self.w.seq;
+            let y = self.sim.alloc(t * self.w.arch.hidden_size * self.e);
+            self.hook("ln_final.hook_normalized", y);
+        }
+    }
+}
+
+/// The forward pass of one batch: (peak above what was live before it, bytes the selected
+/// hooks keep alive after it, attention bytes at the peak, captured bytes at the peak).
+pub fn forward_peak(w: &Workload, e: u64) -> (u64, u64, u64, u64) {
+    let sim = Forward {
+        w,
+        e,
+        sim: Sim::default(),
+    }
+    .run();
+    (sim.peak, sim.pinned_live, sim.at_peak.1, sim.at_peak.2)
+}
+
+/// Whether the engine hands a hook's tensor over strided (a view into a larger tensor), so
+/// turning it into f32 values copies it once more first.
+fn strided(w: &Workload, h: &HookSpec) -> bool {
+    let llama = engine_family(&w.arch) == EngineFamily::Llama;
+    let name = h.name.rsplit_once("blocks.").map_or(h.name.as_str(), |(_, r)| {
+        r.split_once('.').map_or(r, |(_, s)| s)
+    });
+    matches!(
+        name,
+        "attn.hook_q" | "attn.hook_k" | "attn.hook_v" | "attn.hook_rot_q" | "attn.hook_rot_k"
+    ) || (name == "hook_pos_embed" && w.arch.family != Family::Roberta)
+        || name == "hook_token_type_embed"
+        || (llama && matches!(name, "mlp.hook_pre" | "mlp.hook_pre_linear"))
+}
+
+/// Capacity of a vector after `n` appends of `unit` bytes each, growing by doubling (Rust's
+/// amortised growth when each append reserves exactly what it adds).
+fn doubled(unit: u64, n: u64) -> u64 {
+    unit * n.max(1).next_power_of_two() * u64::from(n > 0)
+}
+
+/// Bytes above the weights and the context at one moment of the run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Phase {
+    /// Captured tensors and shard buffers (or values being reduced).
+    captured: u64,
+    /// Attention scores and patterns.
+    attention: u64,
+    /// Everything else.
+    other: u64,
+    /// Extra weight bytes alive only while loading.
+    loading: u64,
+}
+
+impl Phase {
+    fn total(&self) -> u64 {
+        self.captured + self.attention + self.other + self.loading
+    }
 }
 
 /// Estimates the peak of `w` on `device`.
@@ -112,87 +564,209 @@ pub fn breakdown(w: &Workload, device: &DeviceSpec) -> Breakdown {
     let e = dtype.bytes();
     let arch = &w.arch;
     let (b, s) = (w.batch, w.seq);
-    let tokens = b * s;
-    let blocks = blocks_run(w);
-    let logits_needed = needs_logits(w.analysis);
+    let t = b * s;
+    let (weights, weights_loading) = weight_bytes(w, e);
+    let (fwd_peak, captures, fwd_attn, fwd_pinned) = forward_peak(w, e);
+    let fwd_other = fwd_peak - fwd_attn - fwd_pinned;
+    let loading = Phase {
+        loading: weights_loading - weights,
+        ..Phase::default()
+    };
 
-    let mut params = arch.embedding_parameters() + blocks * arch.block_parameters();
-    if logits_needed && !arch.tied_embeddings {
-        params += arch.vocab_size * arch.hidden_size;
-    }
-    if matches!(arch.family, Family::T5) {
-        // No partial T5 forward: the whole encoder-decoder is loaded.
-        params = arch.parameter_count();
-    }
-    let weights = params * e;
-
-    // Captures are per token (or [H, S, S] per prompt) in the compute dtype.
-    let per_token: u64 = w.hooks.per_token.iter().sum();
-    let pattern_heads: u64 = w.hooks.pattern_heads.iter().sum();
-    let all_captures = tokens * per_token * e + b * pattern_heads * s * s * e;
-    let captured_activations = match w.analysis {
-        // Held for the whole batch, then copied once into the unpadded shard layout.
-        AnalysisKind::Activations => 2 * all_captures + SHARD_WRITER_BYTES,
-        // Per-prompt [H, len, len] slices are cut out of the padded batch tensor as well.
-        AnalysisKind::Attention => 5 * all_captures / 2 + SHARD_WRITER_BYTES,
-        // Streamed: one block's hooks at a time, reduced at once.
-        AnalysisKind::Stats | AnalysisKind::Concepts => {
-            let worst_block = w
-                .hooks
-                .per_token
-                .iter()
-                .zip(&w.hooks.pattern_heads)
-                .map(|(p, h)| tokens * p * e + b * h * s * s * e)
-                .max()
-                .unwrap_or(0);
-            let bank = if w.analysis == AnalysisKind::Concepts {
-                CONCEPT_BANK * arch.hidden_size * 4 + tokens * CONCEPT_BANK * 4
-            } else {
-                0
-            };
-            worst_block + bank
+    let per_token: Vec<&HookSpec> = w
+        .hooks
+        .hooks
+        .iter()
+        .filter(|h| h.layout == HookLayout::PerToken)
+        .collect();
+    let per_prompt: Vec<&HookSpec> = w
+        .hooks
+        .hooks
+        .iter()
+        .filter(|h| h.layout == HookLayout::PerPrompt)
+        .collect();
+    // f32 values of a per-token hook for the batch, and of a per-prompt hook for one prompt.
+    let values = |h: &HookSpec| t * h.per_token_elems() as u64 * 4;
+    let square = |h: &HookSpec| h.per_token_elems() as u64 * s * s * 4;
+    // The copy made before the values when the tensor is strided or not f32.
+    let conversion = |h: &HookSpec| {
+        if e != 4 || strided(w, h) {
+            values(h)
+        } else {
+            0
         }
-        AnalysisKind::Saliency => all_captures,
     };
+    let square_conversion = |h: &HookSpec| if e != 4 { square(h) } else { 0 };
 
-    let phase = attention_phase(w).max(mlp_phase(w));
-    let transient_forward = if blocks == 0 {
-        tokens * arch.hidden_size * e * 2
-    } else {
-        tokens * phase * e
-    };
-    let attention_patterns = if blocks == 0 {
-        0
-    } else {
-        2 * b * arch.num_heads * s * s * e
-    };
-    let (logits, gradients) = if logits_needed {
-        let logits = 2 * tokens * arch.vocab_size * e;
+    let (logits, gradients) = if needs_logits(w.analysis) {
+        let logits = 2 * t * arch.vocab_size * e;
         // Candle's autograd keeps every intermediate of every block, and the backward pass
         // holds a gradient for each.
-        let saved =
-            blocks * (tokens * (attention_phase(w) + mlp_phase(w)) * e + attention_patterns);
-        (logits, 2 * saved + tokens * arch.hidden_size * e)
+        (
+            logits,
+            2 * arch.num_layers * fwd_peak + t * arch.hidden_size * e,
+        )
     } else {
         (0, 0)
     };
-    let context = if device.is_gpu() {
-        GPU_CONTEXT_BYTES + GPU_WORKSPACE_BYTES
+    let concept_bank = if w.analysis == AnalysisKind::Concepts {
+        CONCEPT_BANK * arch.hidden_size * 4 + t * CONCEPT_BANK * 4
     } else {
-        CPU_CONTEXT_BYTES + arch.vocab_size * TOKENIZER_BYTES_PER_TOKEN
+        0
     };
-    Breakdown {
-        weights,
-        captured_activations,
-        transient_forward,
-        attention_patterns,
-        gradients,
-        logits,
-        context,
+
+    let pick = |phases: &[Phase], context: u64| {
+        let p = phases
+            .iter()
+            .copied()
+            .max_by_key(Phase::total)
+            .unwrap_or_default();
+        Breakdown {
+            weights: weights + p.loading,
+            captured_activations: p.captured,
+            transient_forward: p.other,
+            attention_patterns: p.attention,
+            gradients,
+            logits,
+            context,
+        }
+    };
+
+    if device.is_gpu() {
+        // On the device: the weights, the ids, the forward pass, then the captured tensors
+        // while each is converted and copied to the host.
+        let ids = t * 4;
+        let convert = per_token
+            .iter()
+            .map(|h| conversion(h))
+            .chain(per_prompt.iter().map(|h| b * square_conversion(h)))
+            .max()
+            .unwrap_or(0);
+        let phases = [
+            loading,
+            Phase {
+                captured: fwd_pinned,
+                attention: fwd_attn,
+                other: ids + fwd_other + concept_bank,
+                loading: 0,
+            },
+            Phase {
+                captured: captures,
+                other: ids + convert,
+                ..Phase::default()
+            },
+        ];
+        return pick(&phases, GPU_CONTEXT_BYTES + GPU_WORKSPACE_BYTES);
     }
+
+    // The CPU: one process's heap.
+    let (tokenizer, tokenizer_loading) = tokenizer_bytes(w);
+    let prompt_bytes = w.input.longest_prompt_bytes;
+    let encode = prompt_bytes * ENCODE_BYTES_PER_PROMPT_BYTE;
+    // Prompt strings, their ids, and the padded ids (host copy and tensor).
+    let batch_host = b * prompt_bytes + 3 * t * 4;
+
+    // Batches in the shard being filled (the peak comes with its last one).
+    let writes_shards = matches!(
+        w.analysis,
+        AnalysisKind::Activations | AnalysisKind::Attention
+    );
+    let k = if writes_shards {
+        let target = EngineOptions::default().shard_target_bytes;
+        let pps = prompts_per_shard(&w.hooks.hooks, w.input.mean_tokens, b as usize, target);
+        let prompts = w.input.prompts.map_or(pps as u64, |n| n.min(pps as u64));
+        prompts.div_ceil(b).max(1)
+    } else {
+        0
+    };
+    // Shard buffers after `n` batches: ids (i64 per token, offsets, prompt indices), per-token
+    // hook bytes, per-prompt tensors.
+    let ids = |n: u64| doubled(s * 8, n * b) + 2 * doubled(8, n * b + 1) * u64::from(n > 0);
+    let token_bytes = |h: &HookSpec, n: u64| doubled(values(h), n);
+    let prompt_bytes_of = |n: u64| {
+        per_prompt
+            .iter()
+            .map(|h| n * b * square(h))
+            .sum::<u64>()
+    };
+    let last = k.saturating_sub(1);
+    let before = ids(last)
+        + per_token.iter().map(|h| token_bytes(h, last)).sum::<u64>()
+        + prompt_bytes_of(last);
+
+    // Converting the last batch's hooks (and appending them to the shard), hook by hook.
+    let mut extraction = 0u64;
+    let mut held = ids(k) + prompt_bytes_of(last);
+    let mut later: u64 = per_token.iter().map(|h| token_bytes(h, last)).sum();
+    for h in &per_token {
+        let (old, new) = (token_bytes(h, last), token_bytes(h, k));
+        later -= old;
+        let v = values(h);
+        let step = (old + v + conversion(h)).max(new + v);
+        extraction = extraction.max(held + later + step);
+        held += new;
+    }
+    for h in &per_prompt {
+        // Each prompt's [H, len, len] values, then its bytes (kept in the shard when written).
+        let p = square(h);
+        let kept = if writes_shards { b * p } else { 0 };
+        extraction = extraction.max(held + kept + p + square_conversion(h));
+        held += kept;
+    }
+    let write = if writes_shards {
+        let i64_bytes = (k * b * s * 8).next_power_of_two();
+        held + SHARD_WRITER_BUFFER_BYTES + i64_bytes
+    } else {
+        0
+    };
+
+    let phases = [
+        loading,
+        Phase {
+            other: tokenizer_loading.saturating_sub(tokenizer),
+            ..Phase::default()
+        },
+        Phase {
+            captured: before,
+            other: batch_host + encode,
+            ..Phase::default()
+        },
+        Phase {
+            captured: before + fwd_pinned,
+            attention: fwd_attn,
+            other: batch_host + fwd_other + concept_bank,
+            loading: 0,
+        },
+        Phase {
+            captured: captures + extraction,
+            other: batch_host,
+            ..Phase::default()
+        },
+        Phase {
+            captured: captures + write,
+            other: batch_host,
+            ..Phase::default()
+        },
+    ];
+    pick(&phases, cpu_process_bytes() + tokenizer)
 }
 
 /// The dtype a breakdown was computed in.
 pub fn compute_dtype(w: &Workload, device: &DeviceSpec) -> DType {
     device.effective_dtype(w.dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubling_capacity() {
+        assert_eq!(doubled(10, 0), 0);
+        assert_eq!(doubled(10, 1), 10);
+        assert_eq!(doubled(10, 3), 40);
+        assert_eq!(doubled(10, 4), 40);
+        assert_eq!(parse_cache_size("1024K"), Some(1 << 20));
+        assert_eq!(parse_cache_size("2M"), Some(2 << 20));
+    }
 }

@@ -18,7 +18,7 @@ pub use device::{DeviceId, DeviceSpec};
 pub use memory::Breakdown;
 pub use time::TimeEstimate;
 pub use verdict::{DeviceVerdict, Fallback, Verdict};
-pub use workload::{AnalysisKind, DType, HookPlan, Workload};
+pub use workload::{AnalysisKind, DType, HookPlan, InputShape, Workload};
 
 use crate::config::ModelsConfig;
 use crate::engine::request::ExtractRequest;
@@ -69,9 +69,10 @@ pub enum EstimateError {
         /// Why.
         reason: String,
     },
-    /// A bad hook glob.
+    /// A hook glob that is invalid or matches no hook (the engine's own error, with close
+    /// matches).
     #[error(transparent)]
-    Hooks(#[from] workload::HookGlobError),
+    Hooks(#[from] crate::engine::EngineError),
     /// An unknown dtype.
     #[error("unknown dtype \"{0}\"; use f32, f16 or bf16")]
     Dtype(String),
@@ -109,13 +110,20 @@ pub fn workload_for(
         return Err(EstimateError::Zero { what: "max_len" });
     }
     let hooks = HookPlan::select(&arch, analysis, hooks)?;
+    let seq = seq.min(arch.max_positions);
     Ok(Workload {
-        seq: seq.min(arch.max_positions),
+        seq,
         arch,
         analysis,
         batch,
         dtype,
         hooks,
+        input: InputShape::assumed(seq),
+        tokenizer_file_bytes: entry
+            .local_path
+            .as_deref()
+            .and_then(|d| std::fs::metadata(d.join("tokenizer.json")).ok())
+            .map(|m| m.len()),
     })
 }
 
@@ -136,14 +144,18 @@ pub fn workload_for_request(req: &ExtractRequest) -> Result<Workload, EstimateEr
         .map(|n| cap.map_or(n, |c| n.min(c)))
         .or(cap)
         .unwrap_or(DEFAULT_SEQ);
-    workload_for(
+    let mut w = workload_for(
         &entry,
         req.analysis.into(),
         req.batch as u64,
         seq,
         parse_dtype(req.dtype.as_deref())?,
         &req.hooks,
-    )
+    )?;
+    if let Some(input) = prompts::input_shape(&req.input, entry.local_path.as_deref(), cap) {
+        w.input = input;
+    }
+    Ok(w)
 }
 
 /// Estimates an engine request on a device (what the job queue's placement calls).

@@ -1,7 +1,13 @@
 //! The longest prompt of an input file, in tokens: the padded length of the batch that holds it
-//! is what the peak depends on.
+//! is what the peak depends on; and the other facts about the prompts the engine's buffers
+//! depend on (how many, the longest in bytes, the mean length the engine sizes shards with).
 
 use std::path::Path;
+
+use super::workload::InputShape;
+
+/// Prompts the engine samples to size its shards (src/engine/run.rs `shard_prompts`).
+const SHARD_SAMPLE: usize = 64;
 
 /// Prompts tokenised to find the longest (the longest by bytes; token counts follow bytes
 /// closely enough that the true longest is among them).
@@ -58,4 +64,32 @@ pub fn longest_prompt_tokens(input: &Path, model_dir: Option<&Path>) -> Option<u
         }
     }
     Some(longest_bytes / 3 + 2)
+}
+
+/// What the engine's buffers depend on in `input`: the prompt count, the longest prompt in
+/// bytes, and the mean tokens of the first prompts (tokenised with `model_dir/tokenizer.json`,
+/// cut at `max_len` as the engine does; bytes / 3 + 2 without a tokenizer). `None` when the
+/// input cannot be read or is empty.
+pub fn input_shape(input: &Path, model_dir: Option<&Path>, max_len: Option<u64>) -> Option<InputShape> {
+    let prompts = read_prompts(input)?;
+    let longest_prompt_bytes = prompts.iter().map(|p| p.len() as u64).max()?;
+    let sample = &prompts[..prompts.len().min(SHARD_SAMPLE)];
+    let tokenizer = model_dir
+        .map(|d| d.join("tokenizer.json"))
+        .filter(|p| p.is_file())
+        .and_then(|p| tokenizers::Tokenizer::from_file(p).ok());
+    let cap = max_len.unwrap_or(u64::MAX);
+    let tokens = |p: &String| -> u64 {
+        let n = tokenizer
+            .as_ref()
+            .and_then(|t| t.encode(p.as_str(), true).ok())
+            .map_or(p.len() as u64 / 3 + 2, |e| e.get_ids().len() as u64);
+        n.clamp(1, cap.max(1))
+    };
+    let total: u64 = sample.iter().map(tokens).sum();
+    Some(InputShape {
+        prompts: Some(prompts.len() as u64),
+        longest_prompt_bytes,
+        mean_tokens: total as f64 / sample.len().max(1) as f64,
+    })
 }

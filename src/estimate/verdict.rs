@@ -219,7 +219,7 @@ pub fn cheapest_fallback(
         }
         every *= 2;
     }
-    if let Some(last) = w.hooks.last_block {
+    if let Some(last) = w.hooks.last_block() {
         if let Some(f) = (0..last)
             .rev()
             .find_map(|block| try_change(Change::StopAfterBlock { block }))

@@ -3,6 +3,9 @@
 
 use serde::Serialize;
 
+use crate::engine::error::EngineError;
+use crate::engine::families::{self, AttnDims, HookCatalog};
+use crate::engine::hooks::{HookSelection, HookSite, HookSpec};
 use crate::engine::request::Analysis;
 use crate::models::{Architecture, Family};
 
@@ -125,117 +128,55 @@ impl From<Analysis> for AnalysisKind {
     }
 }
 
-/// How big one hook's tensor is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HookSize {
-    /// `elements` per token ([pos, ...]).
-    PerToken(u64),
-    /// [head, q_pos, k_pos] per prompt: `heads` x S x S.
-    Pattern(u64),
-}
-
-/// One hook point of a family.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookPoint {
-    /// TransformerLens name, e.g. `blocks.3.hook_resid_post`.
-    pub name: String,
-    /// Block index (`None` for `hook_embed`, `hook_pos_embed`: before block 0; the final norm
-    /// counts as after the last block).
-    pub block: Option<u64>,
-    /// Its size.
-    pub size: HookSize,
-}
-
-/// Every hook point of a model, named as in TransformerLens.
-pub fn hook_points(arch: &Architecture) -> Vec<HookPoint> {
-    let d = arch.hidden_size;
-    let a = arch.attention_width();
-    let kv = arch.num_kv_heads * arch.head_dim;
-    let m = arch.intermediate_size;
-    let h = arch.num_heads;
-    let mut hooks = vec![HookPoint {
-        name: "hook_embed".to_string(),
-        block: None,
-        size: HookSize::PerToken(d),
-    }];
-    if matches!(
-        arch.family,
-        Family::Gpt2 | Family::Bert | Family::Roberta | Family::DistilBert
-    ) {
-        hooks.push(HookPoint {
-            name: "hook_pos_embed".to_string(),
-            block: None,
-            size: HookSize::PerToken(d),
-        });
+/// The engine family whose forward pass (and hook catalogue) a model gets; families the engine
+/// cannot run yet get the nearest one, so the matrix can still show an estimate for them.
+pub fn engine_family(arch: &Architecture) -> families::Family {
+    match arch.family {
+        Family::Gpt2 => families::Family::Gpt2,
+        Family::Bert | Family::Roberta | Family::DistilBert | Family::T5 => families::Family::Bert,
+        Family::GptNeox | Family::Llama | Family::Mistral | Family::Qwen2 => {
+            families::Family::Llama
+        }
     }
-    for i in 0..arch.num_layers {
-        let per_block = [
-            ("hook_resid_pre", HookSize::PerToken(d)),
-            ("ln1.hook_normalized", HookSize::PerToken(d)),
-            ("attn.hook_q", HookSize::PerToken(a)),
-            ("attn.hook_k", HookSize::PerToken(kv)),
-            ("attn.hook_v", HookSize::PerToken(kv)),
-            ("attn.hook_attn_scores", HookSize::Pattern(h)),
-            ("attn.hook_pattern", HookSize::Pattern(h)),
-            ("attn.hook_z", HookSize::PerToken(a)),
-            ("hook_attn_out", HookSize::PerToken(d)),
-            ("hook_resid_mid", HookSize::PerToken(d)),
-            ("mlp.hook_pre", HookSize::PerToken(m)),
-            ("mlp.hook_post", HookSize::PerToken(m)),
-            ("hook_mlp_out", HookSize::PerToken(d)),
-            ("hook_resid_post", HookSize::PerToken(d)),
-        ];
-        hooks.extend(per_block.into_iter().map(|(name, size)| HookPoint {
-            name: format!("blocks.{i}.{name}"),
-            block: Some(i),
-            size,
-        }));
-    }
-    if !matches!(
-        arch.family,
-        Family::Bert | Family::Roberta | Family::DistilBert
-    ) {
-        hooks.push(HookPoint {
-            name: "ln_final.hook_normalized".to_string(),
-            block: Some(arch.num_layers.saturating_sub(1)),
-            size: HookSize::PerToken(d),
-        });
-    }
-    hooks
 }
 
-/// A bad `--hooks` glob.
-#[derive(Debug, thiserror::Error)]
-#[error("bad hook glob \"{glob}\": {message}; use names like blocks.*.hook_resid_post")]
-pub struct HookGlobError {
-    /// The glob.
-    pub glob: String,
-    /// The parser's message.
-    pub message: String,
+/// The engine's hook catalogue of a model, built by the same constructor the engine's family
+/// loaders use ([`HookCatalog::for_family`]).
+pub fn hook_catalog(arch: &Architecture) -> HookCatalog {
+    HookCatalog::for_family(
+        engine_family(arch),
+        arch.num_layers as usize,
+        arch.hidden_size as usize,
+        AttnDims {
+            heads: arch.num_heads as usize,
+            kv_heads: arch.num_kv_heads as usize,
+            d_head: arch.head_dim as usize,
+        },
+        arch.intermediate_size as usize,
+        arch.type_vocab_size > 0,
+    )
 }
 
-/// The selected hooks, reduced to what memory depends on.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// The selected hooks (the engine's own selection), and how far the forward pass runs.
+#[derive(Debug, Clone, PartialEq)]
 pub struct HookPlan {
-    /// Per-token elements captured, per block (index = block; embeddings count in block 0).
-    pub per_token: Vec<u64>,
-    /// Heads of [head, S, S] hooks captured, per block.
-    pub pattern_heads: Vec<u64>,
-    /// Number of selected hook points.
-    pub count: usize,
-    /// Last block the forward pass must run (`None`: only embeddings).
-    pub last_block: Option<u64>,
-    /// The final norm's output is selected.
-    pub needs_final_norm: bool,
+    /// Selected hook points in forward order, as the engine names and shapes them.
+    pub hooks: Vec<HookSpec>,
+    /// Blocks the forward pass runs (the engine stops after the last block a hook needs).
+    pub blocks_needed: u64,
+    /// The final norm runs (a final-norm hook is selected).
+    pub needs_final: bool,
 }
 
 impl HookPlan {
-    /// Selects hooks matching any of `globs` (empty: the analysis's defaults).
+    /// Selects hooks matching any of `globs` (empty: the analysis's defaults) exactly as
+    /// `neuronmap extract` does ([`HookSelection::select`] over the engine's catalogue): the
+    /// same names, and the same error with close matches for a glob that matches nothing.
     pub fn select(
         arch: &Architecture,
         analysis: AnalysisKind,
         globs: &[String],
-    ) -> Result<Self, HookGlobError> {
+    ) -> Result<Self, EngineError> {
         let defaults: Vec<String>;
         let globs = if globs.is_empty() {
             defaults = analysis
@@ -247,65 +188,64 @@ impl HookPlan {
         } else {
             globs
         };
-        let mut builder = globset::GlobSetBuilder::new();
-        for g in globs {
-            let glob = globset::Glob::new(g).map_err(|e| HookGlobError {
-                glob: g.clone(),
-                message: e.kind().to_string(),
-            })?;
-            builder.add(glob);
-        }
-        let set = builder.build().map_err(|e| HookGlobError {
-            glob: globs.join(","),
-            message: e.to_string(),
-        })?;
-        let blocks = arch.num_layers as usize;
-        let mut plan = HookPlan {
-            per_token: vec![0; blocks.max(1)],
-            pattern_heads: vec![0; blocks.max(1)],
-            ..Self::default()
-        };
-        for hook in hook_points(arch) {
-            if !set.is_match(&hook.name) {
-                continue;
-            }
-            plan.count += 1;
-            let block = hook.block.unwrap_or(0) as usize;
-            match hook.size {
-                HookSize::PerToken(n) => plan.per_token[block] += n,
-                HookSize::Pattern(h) => plan.pattern_heads[block] += h,
-            }
-            if hook.name.starts_with("ln_final") {
-                plan.needs_final_norm = true;
-            }
-            if let Some(b) = hook.block {
-                plan.last_block = Some(plan.last_block.map_or(b, |l| l.max(b)));
-            }
-        }
-        Ok(plan)
+        let available = hook_catalog(arch).build();
+        let sel = HookSelection::select(&available, globs, arch.num_layers as usize)?;
+        Ok(Self {
+            hooks: sel.hooks,
+            blocks_needed: sel.blocks_needed as u64,
+            needs_final: sel.needs_final,
+        })
+    }
+
+    /// Number of selected hook points.
+    pub fn count(&self) -> usize {
+        self.hooks.len()
+    }
+
+    /// The last block holding a selected hook (`None`: embeddings only).
+    pub fn last_block(&self) -> Option<u64> {
+        self.blocks_needed.checked_sub(1)
     }
 
     /// The same selection limited to blocks `0..=last` (what "stop after block N" means).
     pub fn truncated(&self, last: u64) -> Self {
-        let keep = (last + 1) as usize;
-        let mut plan = self.clone();
-        for v in plan.per_token.iter_mut().skip(keep) {
-            *v = 0;
+        let hooks: Vec<HookSpec> = self
+            .hooks
+            .iter()
+            .filter(|h| match h.site {
+                HookSite::Embed => true,
+                HookSite::Block(i) => i as u64 <= last,
+                HookSite::Final => false,
+            })
+            .cloned()
+            .collect();
+        let blocks_needed = hooks
+            .iter()
+            .filter_map(|h| match h.site {
+                HookSite::Block(i) => Some(i as u64 + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        Self {
+            hooks,
+            blocks_needed,
+            needs_final: false,
         }
-        for v in plan.pattern_heads.iter_mut().skip(keep) {
-            *v = 0;
-        }
-        plan.last_block = self.last_block.map(|l| l.min(last));
-        plan.needs_final_norm = self.needs_final_norm && self.last_block == plan.last_block;
-        plan
     }
 
     /// Blocks that hold at least one selected hook.
     pub fn blocks_with_hooks(&self) -> Vec<u64> {
-        (0..self.per_token.len())
-            .filter(|&i| self.per_token[i] > 0 || self.pattern_heads[i] > 0)
-            .map(|i| i as u64)
-            .collect()
+        let mut blocks: Vec<u64> = self
+            .hooks
+            .iter()
+            .filter_map(|h| match h.site {
+                HookSite::Block(i) => Some(i as u64),
+                _ => None,
+            })
+            .collect();
+        blocks.dedup();
+        blocks
     }
 
     /// The same selection keeping every `every`-th block that has hooks, the first and the
@@ -319,14 +259,33 @@ impl HookPlan {
             }
         }
         let mut plan = self.clone();
-        for i in 0..plan.per_token.len() {
-            if !keep.contains(&(i as u64)) {
-                plan.per_token[i] = 0;
-                plan.pattern_heads[i] = 0;
-            }
-        }
-        plan.count = self.count * keep.len() / hooked.len().max(1);
+        plan.hooks.retain(|h| match h.site {
+            HookSite::Block(i) => keep.contains(&(i as u64)),
+            _ => true,
+        });
         plan
+    }
+}
+
+/// What the input file says about the prompts (what the engine's buffers depend on).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputShape {
+    /// Prompts in the file (`None`: unknown, as for the matrix; shards are then full).
+    pub prompts: Option<u64>,
+    /// Bytes of the longest prompt (tokenising it is the largest tokenizer transient).
+    pub longest_prompt_bytes: u64,
+    /// Mean tokens per prompt over the first prompts (the engine sizes shards with it).
+    pub mean_tokens: f64,
+}
+
+impl InputShape {
+    /// Prompts of `seq` tokens of English text (about 4 bytes per token), count unknown.
+    pub fn assumed(seq: u64) -> Self {
+        Self {
+            prompts: None,
+            longest_prompt_bytes: seq * 4,
+            mean_tokens: seq as f64,
+        }
     }
 }
 
@@ -345,6 +304,10 @@ pub struct Workload {
     pub dtype: Option<DType>,
     /// Selected hooks.
     pub hooks: HookPlan,
+    /// The prompts.
+    pub input: InputShape,
+    /// Size of the model's tokenizer.json (`None`: not on disk; estimated from the vocabulary).
+    pub tokenizer_file_bytes: Option<u64>,
 }
 
 #[cfg(test)]
@@ -364,9 +327,9 @@ mod tests {
     #[test]
     fn default_hooks_select_every_residual_stream() {
         let plan = HookPlan::select(&gpt2(), AnalysisKind::Activations, &[]).unwrap();
-        assert_eq!(plan.count, 12);
-        assert_eq!(plan.last_block, Some(11));
-        assert!(plan.per_token.iter().all(|n| *n == 768));
+        assert_eq!(plan.count(), 12);
+        assert_eq!(plan.last_block(), Some(11));
+        assert!(plan.hooks.iter().all(|h| h.per_token_elems() == 768));
     }
 
     #[test]
@@ -376,24 +339,39 @@ mod tests {
             "hook_embed".to_string(),
         ];
         let plan = HookPlan::select(&gpt2(), AnalysisKind::Attention, &globs).unwrap();
-        assert_eq!(plan.count, 2);
-        assert_eq!(plan.last_block, Some(2));
-        assert_eq!(plan.pattern_heads[2], 12);
-        assert_eq!(plan.per_token[0], 768);
+        assert_eq!(plan.count(), 2);
+        assert_eq!(plan.last_block(), Some(2));
+        assert_eq!(plan.hooks[1].shape, vec![12]);
         let err = HookPlan::select(&gpt2(), AnalysisKind::Attention, &["blocks.[".to_string()])
             .unwrap_err();
         assert!(err.to_string().contains("blocks.["), "{err}");
     }
 
     #[test]
+    fn unknown_hooks_get_the_engines_close_matches() {
+        let err = HookPlan::select(
+            &gpt2(),
+            AnalysisKind::Activations,
+            &["blocks.*.hook_resid_pots".to_string()],
+        )
+        .unwrap_err();
+        match err {
+            EngineError::UnknownHook { close, .. } => {
+                assert_eq!(close[0], "blocks.0.hook_resid_post")
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
     fn truncating_and_thinning_keep_what_they_promise() {
         let plan = HookPlan::select(&gpt2(), AnalysisKind::Activations, &[]).unwrap();
         let cut = plan.truncated(3);
-        assert_eq!(cut.last_block, Some(3));
+        assert_eq!(cut.last_block(), Some(3));
         assert_eq!(cut.blocks_with_hooks(), vec![0, 1, 2, 3]);
         let thin = plan.thinned(4);
         assert_eq!(thin.blocks_with_hooks(), vec![0, 4, 8, 11]);
-        assert_eq!(thin.last_block, Some(11));
+        assert_eq!(thin.last_block(), Some(11));
     }
 
     #[test]

@@ -6,8 +6,8 @@
 use candle_core::{Device, Tensor};
 
 use super::{
-    attention, padding_mask, positions, split_qkv, Activation, Architecture, AttnDims, HookCatalog,
-    LayerNorm, Linear,
+    attention, padding_mask, positions, split_qkv, Activation, Architecture, AttnDims, Family,
+    HookCatalog, LayerNorm, Linear,
 };
 use crate::engine::capture::{Batch, Capture};
 use crate::engine::error::EngineError;
@@ -149,21 +149,18 @@ impl Bert {
             word: w.get("embeddings.word_embeddings.weight")?,
             pos: w.get("embeddings.position_embeddings.weight")?,
             ln_emb: LayerNorm::load(w, "embeddings.LayerNorm", eps)?,
-            catalog: HookCatalog {
-                n_blocks: n_layer,
-                d_model: d,
-                attn: AttnDims {
+            catalog: HookCatalog::for_family(
+                Family::Bert,
+                n_layer,
+                d,
+                AttnDims {
                     heads,
                     kv_heads: heads,
                     d_head: d / heads,
                 },
                 d_mlp,
-                pos_embed: true,
-                token_type: token_type.is_some(),
-                rotary: false,
-                gated: false,
-                final_norm: false,
-            },
+                token_type.is_some(),
+            ),
             token_type,
             blocks,
             act,

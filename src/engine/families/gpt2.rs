@@ -4,8 +4,8 @@
 use candle_core::{Device, Tensor};
 
 use super::{
-    attention, causal_mask, positions, split_qkv, Activation, Architecture, AttnDims, HookCatalog,
-    LayerNorm, Linear,
+    attention, causal_mask, positions, split_qkv, Activation, Architecture, AttnDims, Family,
+    HookCatalog, LayerNorm, Linear,
 };
 use crate::engine::capture::{Batch, Capture};
 use crate::engine::error::EngineError;
@@ -79,17 +79,7 @@ impl Gpt2 {
             blocks,
             ln_f: LayerNorm::load(w, "ln_f", eps)?,
             act,
-            catalog: HookCatalog {
-                n_blocks: n_layer,
-                d_model: d,
-                attn,
-                d_mlp,
-                pos_embed: true,
-                token_type: false,
-                rotary: false,
-                gated: false,
-                final_norm: true,
-            },
+            catalog: HookCatalog::for_family(Family::Gpt2, n_layer, d, attn, d_mlp, false),
             n_positions,
             device: w.device.clone(),
         })

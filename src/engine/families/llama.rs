@@ -7,8 +7,8 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
 use super::{
-    attention, causal_mask, split_qkv, Activation, Architecture, AttnDims, HookCatalog, Linear,
-    RmsNorm,
+    attention, causal_mask, split_qkv, Activation, Architecture, AttnDims, Family, HookCatalog,
+    Linear, RmsNorm,
 };
 use crate::engine::capture::{Batch, Capture};
 use crate::engine::error::EngineError;
@@ -204,21 +204,18 @@ impl Llama {
             act,
             inv_freq: rope.inv_freq(d_head),
             window,
-            catalog: HookCatalog {
-                n_blocks: n_layer,
-                d_model: d,
-                attn: AttnDims {
+            catalog: HookCatalog::for_family(
+                Family::Llama,
+                n_layer,
+                d,
+                AttnDims {
                     heads,
                     kv_heads,
                     d_head,
                 },
                 d_mlp,
-                pos_embed: false,
-                token_type: false,
-                rotary: true,
-                gated: true,
-                final_norm: true,
-            },
+                false,
+            ),
             max_len,
             device: w.device.clone(),
             dtype: w.dtype,

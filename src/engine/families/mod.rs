@@ -368,6 +368,30 @@ pub struct HookCatalog {
 }
 
 impl HookCatalog {
+    /// The catalogue of a model of engine family `family` with these shapes: the one place that
+    /// decides which optional hook points a family has (learned positions, token types, rotary
+    /// q/k, gated MLP, final norm). The family loaders and the estimator both build it here.
+    pub fn for_family(
+        family: Family,
+        n_blocks: usize,
+        d_model: usize,
+        attn: AttnDims,
+        d_mlp: usize,
+        token_type: bool,
+    ) -> Self {
+        Self {
+            n_blocks,
+            d_model,
+            attn,
+            d_mlp,
+            pos_embed: family != Family::Llama,
+            token_type: family == Family::Bert && token_type,
+            rotary: family == Family::Llama,
+            gated: family == Family::Llama,
+            final_norm: family != Family::Bert,
+        }
+    }
+
     /// The hook list in forward order.
     pub fn build(&self) -> Vec<HookSpec> {
         let d = self.d_model;
