@@ -221,7 +221,10 @@ fn main() {
         println!("worst memory row: {row}: {error:+.1}%");
     }
     let lo = time_errors.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = time_errors.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let hi = time_errors
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
     if !time_errors.is_empty() {
         println!("time: estimate vs wall time error from {lo:+.0}% to {hi:+.0}%");
     }

@@ -184,7 +184,12 @@ fn weight_bytes(w: &Workload, e: u64) -> (u64, u64) {
         EngineFamily::Gpt2 => (arch.embedding_parameters() + 2 * d, 12, 4, 0),
         EngineFamily::Bert => {
             let tt = u64::from(arch.type_vocab_size > 0);
-            (arch.embedding_parameters(), 12, 4 + 2 * tt, d * (a + 2 * kv))
+            (
+                arch.embedding_parameters(),
+                12,
+                4 + 2 * tt,
+                d * (a + 2 * kv),
+            )
         }
         EngineFamily::Llama => {
             let bias = u64::from(arch.family == Family::Qwen2);
@@ -300,10 +305,15 @@ impl Forward<'_> {
         }
     }
 
-    /// `Linear::forward`: the matmul's output, plus a second buffer when a bias is added.
-    fn linear(&mut self, out_elems: u64, bias: bool) -> Id {
+    /// `Linear::forward` of `in_width` inputs per token: the matmul's output, gemm's packed
+    /// copy of the input rows while it runs (bounded by the L2-sized blocks gemm packs), plus
+    /// a second output buffer when a bias is added.
+    fn linear(&mut self, in_width: u64, out_elems: u64, bias: bool) -> Id {
         let e = self.e;
         let y = self.sim.alloc(out_elems * e);
+        let rows = self.w.batch * self.w.seq;
+        let packed = self.sim.alloc((rows * in_width * e).min(l2_cache_bytes()));
+        self.sim.free(packed);
         if bias {
             let z = self.sim.alloc(out_elems * e);
             self.sim.free(y);
@@ -323,7 +333,7 @@ impl Forward<'_> {
             arch.num_kv_heads * arch.head_dim,
             arch.num_heads,
         );
-        let qkv = self.linear(t * (a + 2 * kv), bias);
+        let qkv = self.linear(arch.hidden_size, t * (a + 2 * kv), bias);
         let mut locals = Vec::new();
         for (name, width) in [("attn.hook_q", a), ("attn.hook_k", kv), ("attn.hook_v", kv)] {
             self.block_hook(i, name, qkv);
@@ -386,17 +396,17 @@ impl Forward<'_> {
                     let h = self.sim.alloc(t * d * e);
                     self.block_hook(i, "ln1.hook_normalized", h);
                     let z = self.attention(i, true, false, true);
-                    let attn_out = self.linear(t * d, true);
+                    let attn_out = self.linear(arch.attention_width(), t * d, true);
                     self.block_hook(i, "hook_attn_out", attn_out);
                     let mid = self.sim.alloc(t * d * e);
                     self.block_hook(i, "hook_resid_mid", mid);
                     let ln2 = self.sim.alloc(t * d * e);
-                    let pre = self.linear(t * m, true);
+                    let pre = self.linear(d, t * m, true);
                     self.sim.free(ln2);
                     self.block_hook(i, "mlp.hook_pre", pre);
                     let post = self.sim.alloc(t * m * e);
                     self.block_hook(i, "mlp.hook_post", post);
-                    let mlp_out = self.linear(t * d, true);
+                    let mlp_out = self.linear(m, t * d, true);
                     self.block_hook(i, "hook_mlp_out", mlp_out);
                     let next = self.sim.alloc(t * d * e);
                     self.sim.free(x);
@@ -428,17 +438,17 @@ impl Forward<'_> {
                     self.block_hook(i, "hook_resid_pre", x);
                     // Full batches of equally long prompts: no padding mask.
                     let z = self.attention(i, true, false, false);
-                    let attn_out = self.linear(t * d, true);
+                    let attn_out = self.linear(arch.attention_width(), t * d, true);
                     self.block_hook(i, "hook_attn_out", attn_out);
                     let mid = self.sim.alloc(t * d * e);
                     self.block_hook(i, "hook_resid_mid", mid);
                     let normed = self.sim.alloc(t * d * e);
                     self.block_hook(i, "ln1.hook_normalized", normed);
-                    let pre = self.linear(t * m, true);
+                    let pre = self.linear(d, t * m, true);
                     self.block_hook(i, "mlp.hook_pre", pre);
                     let post = self.sim.alloc(t * m * e);
                     self.block_hook(i, "mlp.hook_post", post);
-                    let mlp_out = self.linear(t * d, true);
+                    let mlp_out = self.linear(m, t * d, true);
                     self.block_hook(i, "hook_mlp_out", mlp_out);
                     let residual = self.sim.alloc(t * d * e);
                     let next = self.sim.alloc(t * d * e);
@@ -465,12 +475,12 @@ impl Forward<'_> {
                     let h = self.sim.alloc(t * d * e);
                     self.block_hook(i, "ln1.hook_normalized", h);
                     let z = self.attention(i, bias, true, true);
-                    let attn_out = self.linear(t * d, false);
+                    let attn_out = self.linear(arch.attention_width(), t * d, false);
                     self.block_hook(i, "hook_attn_out", attn_out);
                     let mid = self.sim.alloc(t * d * e);
                     self.block_hook(i, "hook_resid_mid", mid);
                     let ln2 = self.sim.alloc(t * d * e);
-                    let gate_up = self.linear(2 * t * m, false);
+                    let gate_up = self.linear(d, 2 * t * m, false);
                     self.sim.free(ln2);
                     self.block_hook(i, "mlp.hook_pre", gate_up);
                     self.block_hook(i, "mlp.hook_pre_linear", gate_up);
@@ -478,7 +488,7 @@ impl Forward<'_> {
                     let post = self.sim.alloc(t * m * e);
                     self.sim.free(act);
                     self.block_hook(i, "mlp.hook_post", post);
-                    let mlp_out = self.linear(t * d, false);
+                    let mlp_out = self.linear(m, t * d, false);
                     self.block_hook(i, "hook_mlp_out", mlp_out);
                     let next = self.sim.alloc(t * d * e);
                     self.sim.free(x);
@@ -522,9 +532,12 @@ pub fn forward_peak(w: &Workload, e: u64) -> (u64, u64, u64, u64) {
 /// turning it into f32 values copies it once more first.
 fn strided(w: &Workload, h: &HookSpec) -> bool {
     let llama = engine_family(&w.arch) == EngineFamily::Llama;
-    let name = h.name.rsplit_once("blocks.").map_or(h.name.as_str(), |(_, r)| {
-        r.split_once('.').map_or(r, |(_, s)| s)
-    });
+    let name = h
+        .name
+        .rsplit_once("blocks.")
+        .map_or(h.name.as_str(), |(_, r)| {
+            r.split_once('.').map_or(r, |(_, s)| s)
+        });
     matches!(
         name,
         "attn.hook_q" | "attn.hook_k" | "attn.hook_v" | "attn.hook_rot_q" | "attn.hook_rot_k"
@@ -683,12 +696,7 @@ pub fn breakdown(w: &Workload, device: &DeviceSpec) -> Breakdown {
     // hook bytes, per-prompt tensors.
     let ids = |n: u64| doubled(s * 8, n * b) + 2 * doubled(8, n * b + 1) * u64::from(n > 0);
     let token_bytes = |h: &HookSpec, n: u64| doubled(values(h), n);
-    let prompt_bytes_of = |n: u64| {
-        per_prompt
-            .iter()
-            .map(|h| n * b * square(h))
-            .sum::<u64>()
-    };
+    let prompt_bytes_of = |n: u64| per_prompt.iter().map(|h| n * b * square(h)).sum::<u64>();
     let last = k.saturating_sub(1);
     let before = ids(last)
         + per_token.iter().map(|h| token_bytes(h, last)).sum::<u64>()

@@ -70,7 +70,11 @@ pub fn longest_prompt_tokens(input: &Path, model_dir: Option<&Path>) -> Option<u
 /// bytes, and the mean tokens of the first prompts (tokenised with `model_dir/tokenizer.json`,
 /// cut at `max_len` as the engine does; bytes / 3 + 2 without a tokenizer). `None` when the
 /// input cannot be read or is empty.
-pub fn input_shape(input: &Path, model_dir: Option<&Path>, max_len: Option<u64>) -> Option<InputShape> {
+pub fn input_shape(
+    input: &Path,
+    model_dir: Option<&Path>,
+    max_len: Option<u64>,
+) -> Option<InputShape> {
     let prompts = read_prompts(input)?;
     let longest_prompt_bytes = prompts.iter().map(|p| p.len() as u64).max()?;
     let sample = &prompts[..prompts.len().min(SHARD_SAMPLE)];
