@@ -305,15 +305,10 @@ impl Forward<'_> {
         }
     }
 
-    /// `Linear::forward` of `in_width` inputs per token: the matmul's output, gemm's packed
-    /// copy of the input rows while it runs (bounded by the L2-sized blocks gemm packs), plus
-    /// a second output buffer when a bias is added.
-    fn linear(&mut self, in_width: u64, out_elems: u64, bias: bool) -> Id {
+    /// `Linear::forward`: the matmul's output, plus a second buffer when a bias is added.
+    fn linear(&mut self, out_elems: u64, bias: bool) -> Id {
         let e = self.e;
         let y = self.sim.alloc(out_elems * e);
-        let rows = self.w.batch * self.w.seq;
-        let packed = self.sim.alloc((rows * in_width * e).min(l2_cache_bytes()));
-        self.sim.free(packed);
         if bias {
             let z = self.sim.alloc(out_elems * e);
             self.sim.free(y);
@@ -323,8 +318,9 @@ impl Forward<'_> {
         }
     }
 
-    /// The qkv projection, `split_qkv`, rotary q/k (Llama family) and `attention`; returns z.
-    fn attention(&mut self, i: u64, bias: bool, rotary: bool, mask: bool) -> Id {
+    /// The qkv projection, `split_qkv`, rotary q/k (Llama family) and `attention`; returns the
+    /// block-local tensors still alive (q, k, v and their rotated copies), z last.
+    fn attention(&mut self, i: u64, bias: bool, rotary: bool, mask: bool) -> Vec<Id> {
         let arch = &self.w.arch;
         let (b, s, e) = (self.w.batch, self.w.seq, self.e);
         let t = b * s;
@@ -333,7 +329,7 @@ impl Forward<'_> {
             arch.num_kv_heads * arch.head_dim,
             arch.num_heads,
         );
-        let qkv = self.linear(arch.hidden_size, t * (a + 2 * kv), bias);
+        let qkv = self.linear(t * (a + 2 * kv), bias);
         let mut locals = Vec::new();
         for (name, width) in [("attn.hook_q", a), ("attn.hook_k", kv), ("attn.hook_v", kv)] {
             self.block_hook(i, name, qkv);
@@ -370,10 +366,9 @@ impl Forward<'_> {
         for id in [z_heads, pattern, scores, scaled] {
             self.sim.free(id);
         }
-        for id in locals {
-            self.sim.free(id);
-        }
-        z
+        // q, k, v (and their rotated copies) are the block's locals: they live until it ends.
+        locals.push(z);
+        locals
     }
 
     fn run(mut self) -> Sim {
@@ -395,24 +390,25 @@ impl Forward<'_> {
                     self.block_hook(i, "hook_resid_pre", x);
                     let h = self.sim.alloc(t * d * e);
                     self.block_hook(i, "ln1.hook_normalized", h);
-                    let z = self.attention(i, true, false, true);
-                    let attn_out = self.linear(arch.attention_width(), t * d, true);
+                    let mut locals = self.attention(i, true, false, true);
+                    let attn_out = self.linear(t * d, true);
                     self.block_hook(i, "hook_attn_out", attn_out);
                     let mid = self.sim.alloc(t * d * e);
                     self.block_hook(i, "hook_resid_mid", mid);
                     let ln2 = self.sim.alloc(t * d * e);
-                    let pre = self.linear(d, t * m, true);
+                    let pre = self.linear(t * m, true);
                     self.sim.free(ln2);
                     self.block_hook(i, "mlp.hook_pre", pre);
                     let post = self.sim.alloc(t * m * e);
                     self.block_hook(i, "mlp.hook_post", post);
-                    let mlp_out = self.linear(m, t * d, true);
+                    let mlp_out = self.linear(t * d, true);
                     self.block_hook(i, "hook_mlp_out", mlp_out);
                     let next = self.sim.alloc(t * d * e);
                     self.sim.free(x);
                     x = next;
                     self.block_hook(i, "hook_resid_post", x);
-                    for id in [h, z, attn_out, mid, pre, post, mlp_out] {
+                    locals.extend([h, attn_out, mid, pre, post, mlp_out]);
+                    for id in locals {
                         self.sim.free(id);
                     }
                 }
@@ -437,18 +433,18 @@ impl Forward<'_> {
                 for i in 0..blocks {
                     self.block_hook(i, "hook_resid_pre", x);
                     // Full batches of equally long prompts: no padding mask.
-                    let z = self.attention(i, true, false, false);
-                    let attn_out = self.linear(arch.attention_width(), t * d, true);
+                    let mut locals = self.attention(i, true, false, false);
+                    let attn_out = self.linear(t * d, true);
                     self.block_hook(i, "hook_attn_out", attn_out);
                     let mid = self.sim.alloc(t * d * e);
                     self.block_hook(i, "hook_resid_mid", mid);
                     let normed = self.sim.alloc(t * d * e);
                     self.block_hook(i, "ln1.hook_normalized", normed);
-                    let pre = self.linear(d, t * m, true);
+                    let pre = self.linear(t * m, true);
                     self.block_hook(i, "mlp.hook_pre", pre);
                     let post = self.sim.alloc(t * m * e);
                     self.block_hook(i, "mlp.hook_post", post);
-                    let mlp_out = self.linear(m, t * d, true);
+                    let mlp_out = self.linear(t * d, true);
                     self.block_hook(i, "hook_mlp_out", mlp_out);
                     let residual = self.sim.alloc(t * d * e);
                     let next = self.sim.alloc(t * d * e);
@@ -456,7 +452,8 @@ impl Forward<'_> {
                     self.sim.free(x);
                     x = next;
                     self.block_hook(i, "hook_resid_post", x);
-                    for id in [z, attn_out, mid, normed, pre, post, mlp_out] {
+                    locals.extend([attn_out, mid, normed, pre, post, mlp_out]);
+                    for id in locals {
                         self.sim.free(id);
                     }
                 }
@@ -474,13 +471,13 @@ impl Forward<'_> {
                     self.block_hook(i, "hook_resid_pre", x);
                     let h = self.sim.alloc(t * d * e);
                     self.block_hook(i, "ln1.hook_normalized", h);
-                    let z = self.attention(i, bias, true, true);
-                    let attn_out = self.linear(arch.attention_width(), t * d, false);
+                    let mut locals = self.attention(i, bias, true, true);
+                    let attn_out = self.linear(t * d, false);
                     self.block_hook(i, "hook_attn_out", attn_out);
                     let mid = self.sim.alloc(t * d * e);
                     self.block_hook(i, "hook_resid_mid", mid);
                     let ln2 = self.sim.alloc(t * d * e);
-                    let gate_up = self.linear(d, 2 * t * m, false);
+                    let gate_up = self.linear(2 * t * m, false);
                     self.sim.free(ln2);
                     self.block_hook(i, "mlp.hook_pre", gate_up);
                     self.block_hook(i, "mlp.hook_pre_linear", gate_up);
@@ -488,13 +485,14 @@ impl Forward<'_> {
                     let post = self.sim.alloc(t * m * e);
                     self.sim.free(act);
                     self.block_hook(i, "mlp.hook_post", post);
-                    let mlp_out = self.linear(m, t * d, false);
+                    let mlp_out = self.linear(t * d, false);
                     self.block_hook(i, "hook_mlp_out", mlp_out);
                     let next = self.sim.alloc(t * d * e);
                     self.sim.free(x);
                     x = next;
                     self.block_hook(i, "hook_resid_post", x);
-                    for id in [h, z, attn_out, mid, gate_up, post, mlp_out] {
+                    locals.extend([h, attn_out, mid, gate_up, post, mlp_out]);
+                    for id in locals {
                         self.sim.free(id);
                     }
                 }
