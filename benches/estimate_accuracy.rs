@@ -1,8 +1,10 @@
-//! Accuracy report of the memory estimator: runs the real engine on every test fixture model
-//! (and any model folder given in NEURONMAP_BENCH_MODELS, colon-separated) for each analysis the
-//! engine supports and a grid of batch x sequence length, measures the peak heap with a counting
-//! global allocator, and prints estimate / measured / error % per row; and the same for the
-//! wall time of the run against the time estimate (FLOPs over the calibrated CPU throughput).
+//! Accuracy report of the memory estimator: runs the real engine on every test fixture model,
+//! on three larger models of the GPT-2, BERT and Llama (grouped-query) shapes written here with
+//! random weights (d = 256, 4 blocks; the fixtures' tokenizers), and on any model folder given
+//! in NEURONMAP_BENCH_MODELS (colon-separated), for each analysis the engine supports and a
+//! grid of batch x sequence length. It measures the peak heap with a counting global allocator
+//! and prints estimate / measured / error % per row; and the time per batch (between two
+//! progress reports) against the time estimate (FLOPs over the calibrated CPU throughput).
 //!
 //! The heap the process keeps for its whole life once it has run anything (gemm's per-thread
 //! packing buffers, lazily built statics) is taken before the table by a warm-up run, and the
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use candle_core::{Device, Tensor};
 use neuronmap::engine::request::{Analysis, ExtractRequest};
 use neuronmap::estimate::{self, memory, time, DeviceId, DeviceSpec};
 
@@ -62,6 +65,146 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
+
+/// Writes a model folder with random weights: `config` and `(name, shape)` tensors, and the
+/// tokenizer of fixture `tokenizer_from`.
+fn synthetic(
+    root: &Path,
+    name: &str,
+    config: serde_json::Value,
+    tensors: Vec<(String, Vec<usize>)>,
+    tokenizer_from: &str,
+) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).expect("model folder");
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("config.json");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    std::fs::copy(
+        fixtures.join(tokenizer_from).join("tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .expect("tokenizer.json");
+    let map: std::collections::HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(n, shape)| {
+            let t = Tensor::randn(0f32, 0.02, shape, &Device::Cpu).expect("random weights");
+            (n, t)
+        })
+        .collect();
+    candle_core::safetensors::save(&map, dir.join("model.safetensors")).expect("weights");
+    dir
+}
+
+/// Larger models than the fixtures: GPT-2, BERT and Llama (GQA) shapes with d = 256, 4 blocks.
+fn synthetic_models(root: &Path) -> Vec<PathBuf> {
+    let (d, layers, positions) = (256usize, 4usize, 256usize);
+    let vec = |n: String, shape: &[usize]| (n, shape.to_vec());
+    let mut gpt2 = vec![
+        vec("wte.weight".into(), &[400, d]),
+        vec("wpe.weight".into(), &[positions, d]),
+        vec("ln_f.weight".into(), &[d]),
+        vec("ln_f.bias".into(), &[d]),
+    ];
+    let mut bert = vec![
+        vec("embeddings.word_embeddings.weight".into(), &[210, d]),
+        vec(
+            "embeddings.position_embeddings.weight".into(),
+            &[positions, d],
+        ),
+        vec("embeddings.token_type_embeddings.weight".into(), &[2, d]),
+        vec("embeddings.LayerNorm.weight".into(), &[d]),
+        vec("embeddings.LayerNorm.bias".into(), &[d]),
+    ];
+    let (heads, kv, head_dim, m_llama) = (8usize, 2usize, 32usize, 688usize);
+    let mut llama = vec![
+        vec("model.embed_tokens.weight".into(), &[400, d]),
+        vec("model.norm.weight".into(), &[d]),
+        vec("lm_head.weight".into(), &[400, d]),
+    ];
+    for i in 0..layers {
+        let h = format!("h.{i}");
+        for (n, shape) in [
+            ("ln_1.weight", vec![d]),
+            ("ln_1.bias", vec![d]),
+            ("attn.c_attn.weight", vec![d, 3 * d]),
+            ("attn.c_attn.bias", vec![3 * d]),
+            ("attn.c_proj.weight", vec![d, d]),
+            ("attn.c_proj.bias", vec![d]),
+            ("ln_2.weight", vec![d]),
+            ("ln_2.bias", vec![d]),
+            ("mlp.c_fc.weight", vec![d, 4 * d]),
+            ("mlp.c_fc.bias", vec![4 * d]),
+            ("mlp.c_proj.weight", vec![4 * d, d]),
+            ("mlp.c_proj.bias", vec![d]),
+        ] {
+            gpt2.push((format!("{h}.{n}"), shape));
+        }
+        let l = format!("encoder.layer.{i}");
+        for (n, shape) in [
+            ("attention.self.query.weight", vec![d, d]),
+            ("attention.self.query.bias", vec![d]),
+            ("attention.self.key.weight", vec![d, d]),
+            ("attention.self.key.bias", vec![d]),
+            ("attention.self.value.weight", vec![d, d]),
+            ("attention.self.value.bias", vec![d]),
+            ("attention.output.dense.weight", vec![d, d]),
+            ("attention.output.dense.bias", vec![d]),
+            ("attention.output.LayerNorm.weight", vec![d]),
+            ("attention.output.LayerNorm.bias", vec![d]),
+            ("intermediate.dense.weight", vec![4 * d, d]),
+            ("intermediate.dense.bias", vec![4 * d]),
+            ("output.dense.weight", vec![d, 4 * d]),
+            ("output.dense.bias", vec![d]),
+            ("output.LayerNorm.weight", vec![d]),
+            ("output.LayerNorm.bias", vec![d]),
+        ] {
+            bert.push((format!("{l}.{n}"), shape));
+        }
+        let l = format!("model.layers.{i}");
+        for (n, shape) in [
+            ("input_layernorm.weight", vec![d]),
+            ("self_attn.q_proj.weight", vec![heads * head_dim, d]),
+            ("self_attn.k_proj.weight", vec![kv * head_dim, d]),
+            ("self_attn.v_proj.weight", vec![kv * head_dim, d]),
+            ("self_attn.o_proj.weight", vec![d, heads * head_dim]),
+            ("post_attention_layernorm.weight", vec![d]),
+            ("mlp.gate_proj.weight", vec![m_llama, d]),
+            ("mlp.up_proj.weight", vec![m_llama, d]),
+            ("mlp.down_proj.weight", vec![d, m_llama]),
+        ] {
+            llama.push((format!("{l}.{n}"), shape));
+        }
+    }
+    vec![
+        synthetic(
+            root,
+            "gpt2-d256",
+            serde_json::json!({"model_type": "gpt2", "n_embd": d, "n_head": 8, "n_layer": layers,
+                "n_positions": positions, "vocab_size": 400}),
+            gpt2,
+            "gpt2",
+        ),
+        synthetic(
+            root,
+            "bert-d256",
+            serde_json::json!({"model_type": "bert", "hidden_size": d, "num_attention_heads": 4,
+                "num_hidden_layers": layers, "intermediate_size": 4 * d,
+                "max_position_embeddings": positions, "vocab_size": 210, "type_vocab_size": 2}),
+            bert,
+            "bert",
+        ),
+        synthetic(
+            root,
+            "llama-d256",
+            serde_json::json!({"model_type": "llama", "hidden_size": d, "num_attention_heads": heads,
+                "num_key_value_heads": kv, "head_dim": head_dim, "num_hidden_layers": layers,
+                "intermediate_size": m_llama, "max_position_embeddings": positions,
+                "vocab_size": 400, "tie_word_embeddings": false}),
+            llama,
+            "llama",
+        ),
+    ]
+}
 
 fn models() -> Vec<PathBuf> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -131,7 +274,12 @@ fn main() {
     // Long prompts, so every prompt is truncated to exactly --max-len tokens.
     let prompt =
         "the quick brown fox jumps over the lazy dog and keeps running far away ".repeat(40);
-    let models = models();
+    let synthetic_root = std::env::temp_dir().join(format!(
+        "neuronmap-bench-estimate-models-{}",
+        std::process::id()
+    ));
+    let mut models = models();
+    models.extend(synthetic_models(&synthetic_root));
     // Warm-up: the process-lifetime heap (gemm's packing buffer in every thread) is taken now.
     if let Some(dir) = models.first() {
         let req = request(&work, dir, &prompt, Analysis::Attention, 16, 64);
@@ -153,31 +301,42 @@ fn main() {
         "PEAK_HEAP",
         "ERROR%",
         "EST_MS",
-        "WALL_MS",
+        "BATCH_MS",
         "TIME_ERR%"
     );
     let mut worst: Option<(f64, String)> = None;
     let mut rows = 0usize;
     let mut within = 0usize;
-    let mut time_errors: Vec<f64> = Vec::new();
+    let mut time_errors: Vec<(f64, bool)> = Vec::new();
     for dir in models {
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         for analysis in [Analysis::Activations, Analysis::Stats, Analysis::Attention] {
+            let large = name.ends_with("-d256");
             for batch in [1usize, 4, 16] {
-                for seq in [16usize, 32, 64] {
+                let seqs: &[usize] = if large { &[32, 128] } else { &[16, 32, 64] };
+                for &seq in seqs {
                     let req = request(&work, &dir, &prompt, analysis, batch, seq);
                     let Ok(est) = estimate::estimate_request(&req, &cpu) else {
                         continue;
                     };
                     let base = CURRENT.load(Ordering::Relaxed);
                     PEAK.store(base, Ordering::Relaxed);
-                    let started = Instant::now();
-                    let result =
-                        neuronmap::engine::run_extract(&req, &mut |_| {}, &AtomicBool::new(false));
-                    let wall = started.elapsed().as_secs_f64();
+                    let mut reports: Vec<Instant> = Vec::new();
+                    let result = neuronmap::engine::run_extract(
+                        &req,
+                        &mut |_| reports.push(Instant::now()),
+                        &AtomicBool::new(false),
+                    );
+                    // Seconds per batch: between the first and the last batch's reports.
+                    let per_batch = match (reports.first(), reports.last()) {
+                        (Some(a), Some(b)) if reports.len() > 1 => {
+                            (*b - *a).as_secs_f64() / (reports.len() - 1) as f64
+                        }
+                        _ => f64::NAN,
+                    };
                     if let Err(e) = result {
                         println!(
                             "{name:<12} {:<12} {batch:>5} {seq:>5}  engine error: {e}",
@@ -199,17 +358,16 @@ fn main() {
                     if worst.as_ref().is_none_or(|(w, _)| error.abs() > w.abs()) {
                         worst = Some((error, row));
                     }
-                    let batches = (batch * 3).div_ceil(batch) as f64;
-                    let est_seconds = est.time.seconds_per_batch * batches;
-                    let time_error = (est_seconds - wall) / wall * 100.0;
-                    time_errors.push(time_error);
+                    let est_seconds = est.time.seconds_per_batch;
+                    let time_error = (est_seconds - per_batch) / per_batch * 100.0;
+                    time_errors.push((time_error, large));
                     println!(
                         "{name:<12} {:<12} {batch:>5} {seq:>5} {:>12} {:>12} {error:>+8.1} {:>9.2} {:>9.2} {time_error:>+8.0}",
                         format!("{analysis:?}").to_lowercase(),
                         heap_estimate,
                         measured as u64,
                         est_seconds * 1e3,
-                        wall * 1e3,
+                        per_batch * 1e3,
                     );
                 }
             }
@@ -220,12 +378,17 @@ fn main() {
     if let Some((error, row)) = worst {
         println!("worst memory row: {row}: {error:+.1}%");
     }
-    let lo = time_errors.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = time_errors
-        .iter()
-        .copied()
-        .fold(f64::NEG_INFINITY, f64::max);
-    if !time_errors.is_empty() {
-        println!("time: estimate vs wall time error from {lo:+.0}% to {hi:+.0}%");
+    let _ = std::fs::remove_dir_all(&synthetic_root);
+    for (label, large) in [("fixture models", false), ("d = 256 models", true)] {
+        let errors: Vec<f64> = time_errors
+            .iter()
+            .filter(|(e, l)| *l == large && e.is_finite())
+            .map(|(e, _)| *e)
+            .collect();
+        let lo = errors.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = errors.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !errors.is_empty() {
+            println!("time per batch, {label}: estimate error from {lo:+.0}% to {hi:+.0}%");
+        }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! 1. Every weight of the model is loaded in the compute dtype (all blocks, also when the
 //!    forward pass stops early; no output head: no logits are computed). Fused q/k/v and
-//!    gate/up copies made at load time replace their parts, which are freed at once.
+//!    gate/up matrices made at load time replace their parts (while the last block loads, the
+//!    parts and two copies of the fused matrix are alive).
 //! 2. The tokenizer is parsed from tokenizer.json and stays loaded; tokenising a prompt costs a
 //!    transient proportional to its bytes.
 //! 3. Per batch: the prompt strings, their ids, the padded id tensor, then the forward pass,
@@ -203,7 +204,10 @@ fn weight_bytes(w: &Workload, e: u64) -> (u64, u64) {
     };
     let params = after + l * arch.block_parameters();
     let kept = params * e + (l * block_tensors + other_tensors) * TENSOR_OVERHEAD_BYTES;
-    let while_loading = (kept - after * e) + fused_parts * e;
+    // `Linear::fused` concatenates transposed parts: candle's cat goes through a transposed
+    // copy and `contiguous` copies once more, so the parts, the concatenation and its
+    // contiguous copy are alive together while the last block loads (before the embeddings).
+    let while_loading = (kept - after * e) + 2 * fused_parts * e;
     (kept, kept.max(while_loading))
 }
 
