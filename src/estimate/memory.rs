@@ -769,6 +769,137 @@ pub fn compute_dtype(w: &Workload, device: &DeviceSpec) -> DType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::estimate::workload::{HookPlan, InputShape};
+    use crate::estimate::DeviceId;
+    use crate::models::registry;
+
+    fn workload(
+        id: &str,
+        analysis: AnalysisKind,
+        batch: u64,
+        seq: u64,
+        hooks: &[&str],
+    ) -> Workload {
+        let arch = registry::builtin()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.id == id)
+            .unwrap()
+            .architecture;
+        let globs: Vec<String> = hooks.iter().map(|h| h.to_string()).collect();
+        Workload {
+            hooks: HookPlan::select(&arch, analysis, &globs).unwrap(),
+            arch,
+            analysis,
+            batch,
+            seq,
+            dtype: None,
+            input: InputShape::assumed(seq),
+            tokenizer_file_bytes: None,
+        }
+    }
+
+    fn cpu() -> DeviceSpec {
+        DeviceSpec {
+            id: DeviceId::Cpu,
+            name: "CPU".into(),
+            total_bytes: u64::MAX / 4,
+            free_bytes: u64::MAX / 4,
+            bf16: false,
+            flops_per_second: 1e11,
+        }
+    }
+
+    #[test]
+    fn attention_holds_scores_masked_scores_and_pattern() {
+        // Long prompts: the attention phase is the forward peak.
+        let (b, s) = (1, 1024);
+        let gpt2 = workload(
+            "gpt2",
+            AnalysisKind::Stats,
+            b,
+            s,
+            &["blocks.*.hook_resid_post"],
+        );
+        let (_, _, attention, _) = forward_peak(&gpt2, 4);
+        assert_eq!(
+            attention,
+            3 * b * 12 * s * s * 4,
+            "causal mask: three [B,H,S,S]"
+        );
+        let bert = workload(
+            "bert-base-uncased",
+            AnalysisKind::Stats,
+            b,
+            512,
+            &["blocks.*.hook_resid_post"],
+        );
+        let (_, _, attention, _) = forward_peak(&bert, 4);
+        assert_eq!(attention, 2 * b * 12 * 512 * 512 * 4, "no mask: two");
+    }
+
+    #[test]
+    fn selected_hooks_stay_alive_after_the_forward() {
+        let w = workload(
+            "gpt2",
+            AnalysisKind::Stats,
+            2,
+            64,
+            &["blocks.*.hook_resid_post"],
+        );
+        let (_, kept, _, _) = forward_peak(&w, 4);
+        assert_eq!(kept, 12 * 2 * 64 * 768 * 4);
+        // q is a view of the fused qkv output: selecting it keeps all of qkv alive.
+        let w = workload(
+            "gpt2",
+            AnalysisKind::Stats,
+            2,
+            64,
+            &["blocks.0.attn.hook_q"],
+        );
+        let (_, kept, _, _) = forward_peak(&w, 4);
+        assert_eq!(kept, 2 * 64 * 3 * 768 * 4);
+    }
+
+    #[test]
+    fn every_block_is_loaded_whatever_the_hooks() {
+        let early = workload(
+            "gpt2",
+            AnalysisKind::Activations,
+            1,
+            32,
+            &["blocks.0.hook_resid_post"],
+        );
+        let late = workload(
+            "gpt2",
+            AnalysisKind::Activations,
+            1,
+            32,
+            &["blocks.11.hook_resid_post"],
+        );
+        let (a, b) = (breakdown(&early, &cpu()), breakdown(&late, &cpu()));
+        assert_eq!(a.weights, b.weights);
+        assert!(a.weights >= 124_439_808 * 4);
+        assert_eq!(blocks_run(&early), 1);
+    }
+
+    #[test]
+    fn shards_hold_their_batches_until_written() {
+        // One small hook: 168 prompts (21 batches) fit in a 64 MiB shard, held until written.
+        let hooks = ["blocks.11.hook_resid_post"];
+        let mut act = workload("gpt2", AnalysisKind::Activations, 8, 128, &hooks);
+        act.input.prompts = Some(8);
+        let one_batch = breakdown(&act, &cpu());
+        act.input.prompts = Some(160);
+        let many = breakdown(&act, &cpu());
+        let batch_bytes = 8 * 128 * 768 * 4;
+        // 20 batches in byte buffers that grew by doubling: capacity for 32.
+        assert!(many.captured_activations >= 32 * batch_bytes, "{many:?}");
+        assert!(many.total() > one_batch.total() + 20 * batch_bytes);
+        let mut stats = act.clone();
+        stats.analysis = AnalysisKind::Stats;
+        assert!(breakdown(&stats, &cpu()).total() <= one_batch.total());
+    }
 
     #[test]
     fn doubling_capacity() {

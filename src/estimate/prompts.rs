@@ -3,6 +3,7 @@
 //! depend on (how many, the longest in bytes, the mean length the engine sizes shards with).
 
 use std::path::Path;
+use std::time::Instant;
 
 use super::workload::InputShape;
 
@@ -68,8 +69,8 @@ pub fn longest_prompt_tokens(input: &Path, model_dir: Option<&Path>) -> Option<u
 
 /// What the engine's buffers depend on in `input`: the prompt count, the longest prompt in
 /// bytes, and the mean tokens of the first prompts (tokenised with `model_dir/tokenizer.json`,
-/// cut at `max_len` as the engine does; bytes / 3 + 2 without a tokenizer). `None` when the
-/// input cannot be read or is empty.
+/// cut at `max_len` as the engine does; bytes / 3 + 2 without a tokenizer), with the time the
+/// tokenizer took per prompt. `None` when the input cannot be read or is empty.
 pub fn input_shape(
     input: &Path,
     model_dir: Option<&Path>,
@@ -82,18 +83,29 @@ pub fn input_shape(
         .map(|d| d.join("tokenizer.json"))
         .filter(|p| p.is_file())
         .and_then(|p| tokenizers::Tokenizer::from_file(p).ok());
-    let cap = max_len.unwrap_or(u64::MAX);
-    let tokens = |p: &String| -> u64 {
-        let n = tokenizer
+    let cap = max_len.unwrap_or(u64::MAX).max(1);
+    let mut total = 0u64;
+    let mut seconds = 0.0;
+    if let Some(tok) = &tokenizer {
+        // The first call builds lazily compiled pre-tokeniser state; not part of the rate.
+        let _ = tok.encode("warm up", true);
+    }
+    for p in sample {
+        let started = Instant::now();
+        let counted = tokenizer
             .as_ref()
             .and_then(|t| t.encode(p.as_str(), true).ok())
-            .map_or(p.len() as u64 / 3 + 2, |e| e.get_ids().len() as u64);
-        n.clamp(1, cap.max(1))
-    };
-    let total: u64 = sample.iter().map(tokens).sum();
+            .map(|e| e.get_ids().len() as u64);
+        if counted.is_some() {
+            seconds += started.elapsed().as_secs_f64();
+        }
+        total += counted.unwrap_or(p.len() as u64 / 3 + 2).clamp(1, cap);
+    }
+    let n = sample.len().max(1) as f64;
     Some(InputShape {
         prompts: Some(prompts.len() as u64),
         longest_prompt_bytes,
-        mean_tokens: total as f64 / sample.len().max(1) as f64,
+        mean_tokens: total as f64 / n,
+        tokenize_seconds_per_prompt: seconds / n,
     })
 }

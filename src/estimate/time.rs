@@ -1,4 +1,5 @@
-//! Time: floating-point operations of one batch over the device's throughput. The CPU's
+//! Time: floating-point operations of one batch over the device's throughput, plus tokenising
+//! the batch's prompts at the rate measured on the input's first prompts. The CPU's
 //! throughput comes from a short candle matmul run, cached in the state directory; a GPU's from
 //! its vendor peak times a fixed efficiency (not yet checked on a real GPU).
 
@@ -58,7 +59,8 @@ pub fn time(w: &Workload, device: &DeviceSpec) -> TimeEstimate {
         device.flops_per_second * CPU_FORWARD_EFFICIENCY
     }
     .max(1.0);
-    let seconds = flops / rate;
+    // The engine tokenises the batch's prompts on the host before each forward pass.
+    let seconds = flops / rate + w.batch as f64 * w.input.tokenize_seconds_per_prompt;
     TimeEstimate {
         flops_per_batch: flops,
         seconds_per_batch: seconds,

@@ -276,6 +276,9 @@ pub struct InputShape {
     pub longest_prompt_bytes: u64,
     /// Mean tokens per prompt over the first prompts (the engine sizes shards with it).
     pub mean_tokens: f64,
+    /// Seconds the model's tokenizer took per prompt on the first prompts, on this machine (the
+    /// engine tokenises every prompt of a batch before its forward pass); 0 when not measured.
+    pub tokenize_seconds_per_prompt: f64,
 }
 
 impl InputShape {
@@ -285,6 +288,7 @@ impl InputShape {
             prompts: None,
             longest_prompt_bytes: seq * 4,
             mean_tokens: seq as f64,
+            tokenize_seconds_per_prompt: 0.0,
         }
     }
 }
