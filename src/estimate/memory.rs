@@ -208,7 +208,15 @@ fn weight_bytes(w: &Workload, e: u64) -> (u64, u64) {
     // copy and `contiguous` copies once more, so the parts, the concatenation and its
     // contiguous copy are alive together while the last block loads (before the embeddings).
     let while_loading = (kept - after * e) + 2 * fused_parts * e;
-    (kept, kept.max(while_loading))
+    // Each tensor is read in the checkpoint's dtype and then converted: the token embedding,
+    // loaded last, exists in both dtypes for a moment when they differ.
+    let saved = arch.saved_dtype_bytes();
+    let converting = if saved != e {
+        kept + arch.vocab_size * d * saved
+    } else {
+        kept
+    };
+    (kept, while_loading.max(converting))
 }
 
 /// Tracks live bytes and their peak through a simulated sequence of tensor allocations.
