@@ -172,51 +172,118 @@ fn tokenizer_bytes(w: &Workload) -> (u64, u64) {
     )
 }
 
-/// Weights as the engine loads them: (bytes kept, peak while loading).
+/// Weights as the engine loads them: (bytes kept, peak while loading). The loading is
+/// simulated in the family loader's order: each tensor is read in the checkpoint's dtype and
+/// converted; `Linear::from_torch` keeps a transposed copy of a PyTorch weight (the original is
+/// freed after); `Linear::fused` concatenates transposed parts, which candle does through a
+/// transposed concatenation that `contiguous` copies once more; the embeddings come last.
 fn weight_bytes(w: &Workload, e: u64) -> (u64, u64) {
     let arch = &w.arch;
-    let (d, m, l) = (arch.hidden_size, arch.intermediate_size, arch.num_layers);
+    let (d, m, l, v) = (
+        arch.hidden_size,
+        arch.intermediate_size,
+        arch.num_layers,
+        arch.vocab_size,
+    );
     let a = arch.attention_width();
     let kv = arch.num_kv_heads * arch.head_dim;
-    let family = engine_family(arch);
-    // Parameters loaded after the blocks (embeddings, final norm), tensors per block, tensors
-    // outside the blocks, and the largest set of parts a fused matrix is built from.
-    let (after, block_tensors, other_tensors, fused_parts) = match family {
-        EngineFamily::Gpt2 => (arch.embedding_parameters() + 2 * d, 12, 4, 0),
+    let saved = arch.saved_dtype_bytes();
+    let mut sim = Sim::default();
+    let load = |sim: &mut Sim, elems: u64| -> Id {
+        if saved == e {
+            return sim.alloc(elems * e);
+        }
+        let read = sim.alloc(elems * saved);
+        let converted = sim.alloc(elems * e);
+        sim.free(read);
+        converted
+    };
+    // `from_torch`: a transposed contiguous copy replaces the original.
+    let transposed = |sim: &mut Sim, original: Id, elems: u64| {
+        sim.alloc(elems * e);
+        sim.free(original);
+    };
+    // `fused`: the concatenation and its contiguous copy, then the parts go.
+    let fused = |sim: &mut Sim, parts: &[Id], elems: u64| {
+        let cat = sim.alloc(elems * e);
+        sim.alloc(elems * e);
+        sim.free(cat);
+        for p in parts {
+            sim.free(*p);
+        }
+    };
+    match engine_family(arch) {
+        EngineFamily::Gpt2 => {
+            for _ in 0..l {
+                for elems in [d, d, d * 3 * d, 3 * d, d * d, d, d, d, d * m, m, m * d, d] {
+                    load(&mut sim, elems);
+                }
+            }
+            for elems in [v * d, arch.max_positions * d, d, d] {
+                load(&mut sim, elems);
+            }
+        }
         EngineFamily::Bert => {
-            let tt = u64::from(arch.type_vocab_size > 0);
-            (
-                arch.embedding_parameters(),
-                12,
-                4 + 2 * tt,
-                d * (a + 2 * kv),
-            )
+            for _ in 0..l {
+                let parts: Vec<Id> = (0..6)
+                    .map(|i| load(&mut sim, if i % 2 == 0 { d * d } else { d }))
+                    .collect();
+                fused(&mut sim, &parts[..], 3 * d * d + 3 * d);
+                for (weight, bias) in [(d * d, d), (0, 0), (m * d, m), (d * m, d), (0, 0)] {
+                    if weight == 0 {
+                        load(&mut sim, d);
+                        load(&mut sim, d);
+                        continue;
+                    }
+                    let original = load(&mut sim, weight);
+                    load(&mut sim, bias);
+                    transposed(&mut sim, original, weight);
+                }
+            }
+            if arch.type_vocab_size > 0 {
+                load(&mut sim, arch.type_vocab_size * d);
+            }
+            for elems in [v * d, arch.max_positions * d, d, d] {
+                load(&mut sim, elems);
+            }
         }
         EngineFamily::Llama => {
-            let bias = u64::from(arch.family == Family::Qwen2);
-            (
-                arch.embedding_parameters() + d,
-                6 + bias,
-                2,
-                (2 * d * m).max(d * (a + 2 * kv)),
-            )
+            let bias = arch.family == Family::Qwen2;
+            for _ in 0..l {
+                let mut qkv: Vec<Id> = [a, kv, kv]
+                    .into_iter()
+                    .map(|rows| load(&mut sim, rows * d))
+                    .collect();
+                if bias {
+                    qkv.extend([a, kv, kv].map(|n| load(&mut sim, n)));
+                }
+                let gate_up = [load(&mut sim, m * d), load(&mut sim, m * d)];
+                let o = load(&mut sim, d * a);
+                let down = load(&mut sim, d * m);
+                load(&mut sim, d);
+                fused(
+                    &mut sim,
+                    &qkv,
+                    (a + 2 * kv) * d + if bias { a + 2 * kv } else { 0 },
+                );
+                transposed(&mut sim, o, d * a);
+                load(&mut sim, d);
+                fused(&mut sim, &gate_up, 2 * m * d);
+                transposed(&mut sim, down, d * m);
+            }
+            load(&mut sim, v * d);
+            load(&mut sim, d);
         }
+    }
+    // Tensors the model keeps: per block, and outside the blocks (BERT's token-type row is a
+    // view: one more).
+    let (per_block, outside) = match engine_family(arch) {
+        EngineFamily::Gpt2 => (12, 4),
+        EngineFamily::Bert => (12, 4 + 2 * u64::from(arch.type_vocab_size > 0)),
+        EngineFamily::Llama => (6 + u64::from(arch.family == Family::Qwen2), 2),
     };
-    let params = after + l * arch.block_parameters();
-    let kept = params * e + (l * block_tensors + other_tensors) * TENSOR_OVERHEAD_BYTES;
-    // `Linear::fused` concatenates transposed parts: candle's cat goes through a transposed
-    // copy and `contiguous` copies once more, so the parts, the concatenation and its
-    // contiguous copy are alive together while the last block loads (before the embeddings).
-    let while_loading = (kept - after * e) + 2 * fused_parts * e;
-    // Each tensor is read in the checkpoint's dtype and then converted: the token embedding,
-    // loaded last, exists in both dtypes for a moment when they differ.
-    let saved = arch.saved_dtype_bytes();
-    let converting = if saved != e {
-        kept + arch.vocab_size * d * saved
-    } else {
-        kept
-    };
-    (kept, while_loading.max(converting))
+    let overhead = (l * per_block + outside) * TENSOR_OVERHEAD_BYTES;
+    (sim.live + overhead, sim.peak + overhead)
 }
 
 /// Tracks live bytes and their peak through a simulated sequence of tensor allocations.
