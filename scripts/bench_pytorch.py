@@ -3,7 +3,8 @@
 
 Runs the same random-weight models, prompts, batch size and thread count as
 `cargo bench --bench engine` with Hugging Face transformers (output_hidden_states=True), with
-and without writing the hidden states to safetensors, and prints tokens/s.
+and without writing the hidden states to safetensors, with the prompts batched in file order
+and sorted by length (what `neuronmap extract` does within a shard), and prints tokens/s.
 
   cargo bench --bench engine                 # writes target/engine-bench/{bert-base,gpt2-small,prompts.txt}
   python3 scripts/bench_pytorch.py target/engine-bench [--threads N] [--batch 8] [--repeat 3]
@@ -67,8 +68,9 @@ def main():
     prompts = open(os.path.join(a.dir, "prompts.txt")).read().splitlines()
     print(f"pytorch {torch.__version__}, transformers {tf.__version__}, {a.threads} threads, "
           f"batch {a.batch}, {len(prompts)} prompts, f32 CPU, eager attention, best of {a.repeat}")
-    print("| model | forward tokens/s | forward + write tokens/s | tokens |")
-    print("|---|---|---|---|")
+    print("| model | forward, file order tokens/s | forward, length order tokens/s "
+          "| forward + write, file order tokens/s | forward + write, length order tokens/s | tokens |")
+    print("|---|---|---|---|---|---|")
     for name in ("bert-base", "gpt2-small"):
         path = os.path.join(a.dir, name)
         tok = Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
@@ -77,15 +79,20 @@ def main():
         tok.enable_truncation(max_length=model.config.max_position_embeddings)
         ids = [tok.encode(p).ids for p in prompts]
         tokens = sum(len(x) for x in ids)
-        fwd = max(tokens / run(model, ids, a.batch) for _ in range(a.repeat))
-        wr = 0.0
-        for _ in range(a.repeat):
-            out = tempfile.mkdtemp()
-            try:
-                wr = max(wr, tokens / run(model, ids, a.batch, out))
-            finally:
-                shutil.rmtree(out)
-        print(f"| {name} | {fwd:.0f} | {wr:.0f} | {tokens} |")
+        by_length = sorted(ids, key=len)
+        row = []
+        for write in (False, True):
+            for order in (ids, by_length):
+                best = 0.0
+                for _ in range(a.repeat):
+                    out = tempfile.mkdtemp() if write else None
+                    try:
+                        best = max(best, tokens / run(model, order, a.batch, out))
+                    finally:
+                        if out:
+                            shutil.rmtree(out)
+                row.append(f"{best:.0f}")
+        print(f"| {name} | {' | '.join(row)} | {tokens} |")
 
 
 if __name__ == "__main__":
