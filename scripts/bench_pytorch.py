@@ -3,10 +3,11 @@
 
 Runs the same random-weight models, prompts, batch size and thread count as
 `cargo bench --bench engine` with Hugging Face transformers (output_hidden_states=True), with
-and without writing the hidden states to safetensors, and prints tokens/s.
+and without writing the hidden states to safetensors, with the prompts batched in file order
+and sorted by length (what `neuronmap extract` does within a shard), and prints tokens/s.
 
   cargo bench --bench engine                 # writes target/engine-bench/{bert-base,gpt2-small,prompts.txt}
-  python3 scripts/bench_pytorch.py target/engine-bench [--threads N] [--batch 8]
+  python3 scripts/bench_pytorch.py target/engine-bench [--threads N] [--batch 8] [--repeat 3]
 Needs: torch, transformers, tokenizers, safetensors, numpy.
 """
 import argparse
@@ -61,13 +62,15 @@ def main():
     ap.add_argument("dir", help="the folder `cargo bench --bench engine` wrote")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=3, help="report the best of this many runs")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     prompts = open(os.path.join(a.dir, "prompts.txt")).read().splitlines()
     print(f"pytorch {torch.__version__}, transformers {tf.__version__}, {a.threads} threads, "
-          f"batch {a.batch}, {len(prompts)} prompts, f32 CPU, eager attention")
-    print("| model | forward tokens/s | forward + write tokens/s | tokens |")
-    print("|---|---|---|---|")
+          f"batch {a.batch}, {len(prompts)} prompts, f32 CPU, eager attention, best of {a.repeat}")
+    print("| model | forward, file order tokens/s | forward, length order tokens/s "
+          "| forward + write, file order tokens/s | forward + write, length order tokens/s | tokens |")
+    print("|---|---|---|---|---|---|")
     for name in ("bert-base", "gpt2-small"):
         path = os.path.join(a.dir, name)
         tok = Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
@@ -76,13 +79,20 @@ def main():
         tok.enable_truncation(max_length=model.config.max_position_embeddings)
         ids = [tok.encode(p).ids for p in prompts]
         tokens = sum(len(x) for x in ids)
-        fwd = tokens / run(model, ids, a.batch)
-        out = tempfile.mkdtemp()
-        try:
-            wr = tokens / run(model, ids, a.batch, out)
-        finally:
-            shutil.rmtree(out)
-        print(f"| {name} | {fwd:.0f} | {wr:.0f} | {tokens} |")
+        by_length = sorted(ids, key=len)
+        row = []
+        for write in (False, True):
+            for order in (ids, by_length):
+                best = 0.0
+                for _ in range(a.repeat):
+                    out = tempfile.mkdtemp() if write else None
+                    try:
+                        best = max(best, tokens / run(model, order, a.batch, out))
+                    finally:
+                        if out:
+                            shutil.rmtree(out)
+                row.append(f"{best:.0f}")
+        print(f"| {name} | {' | '.join(row)} | {tokens} |")
 
 
 if __name__ == "__main__":

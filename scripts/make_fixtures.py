@@ -9,11 +9,14 @@ and reference.safetensors holding, for every prompt k:
   p{k}.{hook}               the TransformerLens-named hook, taken with PyTorch forward hooks on the
                             HF modules ([pos, ...] without the batch axis)
 Needs: torch, transformers, tokenizers, safetensors. Run from the repository root:
-  python3 scripts/make_fixtures.py
+  python3 scripts/make_fixtures.py            # every family
+  python3 scripts/make_fixtures.py mistral    # only the named ones (the others are still built,
+                                              # unsaved, so the random weights stay the same)
 """
 import json
 import os
 import shutil
+import sys
 
 import torch
 from safetensors.torch import save_file
@@ -213,7 +216,12 @@ def head_shapes(family, cfg, store):
     return out
 
 
+ONLY = set(sys.argv[1:])
+
+
 def make(family, model, tok, max_len, extra_cfg=None, shard=None):
+    if ONLY and family not in ONLY:
+        return
     d = os.path.join(ROOT, family)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -313,9 +321,24 @@ def main():
     scale_attention(q, 10.0)
     make("qwen2", q, ltok, 64, shard="60KB")
 
+    # Mistral: a sliding window shorter than the long prompt, and llama3-style rope scaling
+    # whose original context (16) is shorter than the prompts, so both change the outputs.
+    mcfg = tf.MistralConfig(vocab_size=ltok.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+                            head_dim=8, max_position_embeddings=64, sliding_window=6,
+                            tie_word_embeddings=False, **kw)
+    mcfg.rope_parameters = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 4.0,
+                            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                            "original_max_position_embeddings": 16}
+    m = tf.MistralForCausalLM(mcfg)
+    scale_attention(m, 10.0)
+    make("mistral", m, ltok, 64)
+
 
 def make_prefixed(family, full_model, base, tok, max_len):
     """Saves the full (prefixed) model but takes references from its base model."""
+    if ONLY and family not in ONLY:
+        return
     d = os.path.join(ROOT, family)
     make(family, base, tok, max_len)
     full_model.save_pretrained(d, safe_serialization=True)

@@ -10,6 +10,10 @@
 //! - [`tui`]: the dashboard (ratatui); only this and [`cli`] know about terminals.
 //! - [`cli`]: the subcommands, each a thin layer over the library calls above.
 
+// Links MKL's BLAS into the binary when candle is built with `--features mkl`.
+#[cfg(feature = "mkl")]
+extern crate intel_mkl_src;
+
 pub mod cli;
 pub mod config;
 pub mod engine;

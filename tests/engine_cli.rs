@@ -196,3 +196,95 @@ fn readme_python_snippet_loads_a_shard() {
         format!("({len}, 32)")
     );
 }
+
+/// A small tmpfs mounted for one test, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `kib` KiB, or `None` where this process may not mount (not root, or
+    /// a container without CAP_SYS_ADMIN).
+    fn mount(kib: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self { dir })
+    }
+
+    fn grow(&self, kib: u64) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={kib}k")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_clearly_keeps_whole_shards_and_resumes() {
+    let Some(disk) = SmallDisk::mount(3 * 1024) else {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root); the full-disk path is unit-tested in engine::error");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("many.txt");
+    let text: String = (0..400)
+        .map(|i| format!("prompt {i} about the quick brown fox and the lazy dog {i}\n"))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let args = ["--hooks", "blocks.*.mlp.hook_post", "--shard-mib", "1"];
+    let out = disk.dir.path().join("out");
+    let full = extract(&input, &out, &args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&full.stderr);
+    assert_eq!(full.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("disk is full"), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.ends_with(".tmp")),
+        "temporary files left: {names:?}"
+    );
+    let partial = load_output(&out);
+    assert_eq!(partial.manifest["complete"], false);
+    assert!(
+        !partial.shard_files.is_empty(),
+        "the shards that fit are kept"
+    );
+
+    // Space freed: --resume finishes, equal to a run that never hit the full disk.
+    disk.grow(64 * 1024);
+    let resumed = extract(&input, &out, &[&args[..], &["--resume"]].concat())
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let whole = tmp.path().join("whole");
+    assert!(extract(&input, &whole, &args)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let (a, b) = (load_output(&whole), load_output(&out));
+    assert_eq!(b.manifest["complete"], true);
+    assert_eq!(a.shard_files, b.shard_files);
+    assert_eq!(a.ids, b.ids);
+    assert_eq!(a.hooks, b.hooks);
+}

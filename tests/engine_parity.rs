@@ -98,3 +98,8 @@ fn llama_matches_transformers() {
 fn qwen2_matches_transformers() {
     check_family("qwen2", 3, 5 * (1 + 1 + 2 + 2 * 12 + 3));
 }
+
+#[test]
+fn mistral_with_sliding_window_and_llama3_rope_scaling_matches_transformers() {
+    check_family("mistral", 2, 5 * (1 + 1 + 2 + 2 * 12 + 3));
+}

@@ -7,7 +7,6 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Tensor};
 use safetensors::tensor::{Dtype, View};
 use serde::{Deserialize, Serialize};
 
@@ -195,22 +194,16 @@ impl View for &RawTensor {
     }
 }
 
-/// Appends a tensor's values as little-endian f32 bytes (any dtype, any strides).
-pub fn append_f32(out: &mut Vec<u8>, t: &Tensor) -> Result<(), EngineError> {
-    let t = if t.dtype() == DType::F32 {
-        t.flatten_all()?
-    } else {
-        t.to_dtype(DType::F32)?.flatten_all()?
-    };
-    let v: Vec<f32> = t.to_vec1()?;
-    out.reserve(v.len() * 4);
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
+/// Stores f32 values as little-endian bytes into `dst` (exactly `4 * values.len()` long).
+pub fn put_f32(dst: &mut [u8], values: &[f32]) {
+    for (d, v) in dst.chunks_exact_mut(4).zip(values) {
+        d.copy_from_slice(&v.to_le_bytes());
     }
-    Ok(())
 }
 
-/// What one shard holds while it fills.
+/// What one shard holds while it fills. The prompts and their ids are known when it is made,
+/// so each per-token hook gets its whole buffer at once and prompts can be filled in any order
+/// (the run computes them sorted by length, to pad less).
 pub struct ShardBuffer {
     input_ids: Vec<i64>,
     offsets: Vec<i64>,
@@ -220,45 +213,46 @@ pub struct ShardBuffer {
 }
 
 impl ShardBuffer {
-    /// An empty shard for the given per-token hooks (name, per-token shape).
-    pub fn new(per_token: &[(String, Vec<usize>)]) -> Self {
+    /// A shard for `prompts` (dataset index and token ids, in dataset order) and the given
+    /// per-token hooks (name, per-token shape).
+    pub fn new(per_token: &[(String, Vec<usize>)], prompts: &[(usize, &[u32])]) -> Self {
+        let mut input_ids = Vec::new();
+        let mut offsets = vec![0];
+        let mut prompt_index = Vec::with_capacity(prompts.len());
+        for (index, ids) in prompts {
+            input_ids.extend(ids.iter().map(|&i| i64::from(i)));
+            offsets.push(input_ids.len() as i64);
+            prompt_index.push(*index as i64);
+        }
+        let tokens = input_ids.len();
         Self {
-            input_ids: Vec::new(),
-            offsets: vec![0],
-            prompt_index: Vec::new(),
+            input_ids,
+            offsets,
+            prompt_index,
             per_token: per_token
                 .iter()
-                .map(|(n, s)| (n.clone(), s.clone(), Vec::new()))
+                .map(|(n, s)| {
+                    let elems: usize = s.iter().product();
+                    (n.clone(), s.clone(), vec![0u8; 4 * tokens * elems])
+                })
                 .collect(),
             per_prompt: Vec::new(),
         }
     }
 
-    /// Adds one prompt's ids.
-    pub fn push_prompt(&mut self, index: usize, ids: &[u32]) {
-        self.input_ids.extend(ids.iter().map(|&i| i64::from(i)));
-        self.offsets.push(self.input_ids.len() as i64);
-        self.prompt_index.push(index as i64);
-    }
-
-    /// The byte buffer of per-token hook number `k` (in the order given to `new`).
-    pub fn hook_bytes(&mut self, k: usize) -> &mut Vec<u8> {
-        &mut self.per_token[k].2
+    /// Stores the rows of prompt number `slot` (its position in the shard) for per-token hook
+    /// number `k` (in the order given to `new`). `rows` holds the prompt's tokens x the hook's
+    /// per-token elements.
+    pub fn put_rows(&mut self, k: usize, slot: usize, rows: &[f32]) {
+        let (start, end) = (self.offsets[slot] as usize, self.offsets[slot + 1] as usize);
+        let (_, shape, data) = &mut self.per_token[k];
+        let elems: usize = shape.iter().product();
+        put_f32(&mut data[4 * start * elems..4 * end * elems], rows);
     }
 
     /// Adds a per-prompt tensor `{hook}@{prompt_index}`.
     pub fn push_per_prompt(&mut self, name: String, shape: Vec<usize>, bytes: Vec<u8>) {
         self.per_prompt.push((name, shape, bytes));
-    }
-
-    /// Prompts in the shard.
-    pub fn prompts(&self) -> usize {
-        self.prompt_index.len()
-    }
-
-    /// Tokens in the shard.
-    pub fn tokens(&self) -> usize {
-        self.input_ids.len()
     }
 
     /// Writes the shard as `dir/file` (temporary name, sync, rename) and returns its entry.

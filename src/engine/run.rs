@@ -15,8 +15,8 @@ use super::families::{self, Architecture};
 use super::hooks::{HookLayout, HookSelection};
 use super::input::PromptFile;
 use super::output::{
-    remove_temporaries, shard_name, write_atomic, DatasetInfo, HookEntry, Manifest, ModelInfo,
-    ShardBuffer, SCHEMA_VERSION,
+    put_f32, remove_temporaries, shard_name, write_atomic, DatasetInfo, HookEntry, Manifest,
+    ModelInfo, ShardBuffer, SCHEMA_VERSION,
 };
 use super::request::{Analysis, ExtractRequest, RunOutcome, RunProgress};
 use super::stats::{Accumulator, StatsFile};
@@ -221,7 +221,7 @@ impl<'r> Prepared<'r> {
             .filter(|h| h.layout == HookLayout::PerToken)
             .map(|h| (h.name.clone(), h.shape.clone()))
             .collect();
-        let slot: HashMap<String, usize> = per_token
+        let slot_of: HashMap<String, usize> = per_token
             .iter()
             .enumerate()
             .map(|(k, (n, _))| (n.clone(), k))
@@ -237,19 +237,19 @@ impl<'r> Prepared<'r> {
         let mut prompts = self.input.prompts(start)?;
         let mut done = start;
         let mut shard_start = start;
-        let mut shard = ShardBuffer::new(&per_token);
-        let mut in_shard = 0usize;
         let pps = self.manifest.prompts_per_shard;
         while done < total {
-            let take = self.req.batch.min(pps - in_shard).min(total - done);
-            let mut items = Vec::with_capacity(take);
-            for _ in 0..take {
+            // One shard's prompts at a time, computed in order of length so batches pad little;
+            // the shard stores them in dataset order.
+            let want = pps.min(total - done);
+            let mut items = Vec::with_capacity(want);
+            for _ in 0..want {
                 match prompts.next() {
                     Some(p) => items.push(p?),
                     None => break,
                 }
             }
-            if items.is_empty() {
+            if items.len() < want {
                 return Err(EngineError::Input {
                     path: self.input.path.clone(),
                     detail: "the file changed while the run read it (fewer prompts than counted)"
@@ -260,73 +260,92 @@ impl<'r> Prepared<'r> {
             for (index, text) in &items {
                 ids.push(self.tokenizer.encode(text, *index)?);
             }
-            let batch = make_batch(&ids, &self.device)?;
-            let mut cap = Capture::new(&self.selection);
-            self.model.forward(
-                &batch,
-                self.selection.blocks_needed,
-                self.selection.needs_final,
-                &mut cap,
-            )?;
-            let tokens: usize = batch.lens.iter().sum();
-            if writes_shards {
-                for ((index, _), prompt_ids) in items.iter().zip(&ids) {
-                    shard.push_prompt(*index, prompt_ids);
-                }
-            }
-            for (name, t) in &cap.per_token {
-                let values = real_rows(t, &batch)?;
-                if writes_shards {
-                    if let Some(&k) = slot.get(name) {
-                        append_bytes(shard.hook_bytes(k), &values);
-                    }
-                } else {
+            let mut shard = writes_shards.then(|| {
+                let listed: Vec<(usize, &[u32])> = items
+                    .iter()
+                    .zip(&ids)
+                    .map(|((index, _), p)| (*index, p.as_slice()))
+                    .collect();
+                ShardBuffer::new(&per_token, &listed)
+            });
+            let mut order: Vec<usize> = (0..items.len()).collect();
+            order.sort_by_key(|&slot| ids[slot].len());
+            let mut in_shard = 0usize;
+            for slots in order.chunks(self.req.batch) {
+                let batch_ids: Vec<Vec<u32>> = slots.iter().map(|&s| ids[s].clone()).collect();
+                let batch = make_batch(&batch_ids, &self.device)?;
+                let mut cap = Capture::new(&self.selection);
+                self.model.forward(
+                    &batch,
+                    self.selection.blocks_needed,
+                    self.selection.needs_final,
+                    &mut cap,
+                )?;
+                let tokens: usize = batch.lens.iter().sum();
+                for (name, t) in &cap.per_token {
                     let width = widths.get(name).copied().unwrap_or(1);
-                    self.accumulators
-                        .entry(name.clone())
-                        .or_default()
-                        .add_rows(&values, width);
-                }
-            }
-            for (name, t) in &cap.per_prompt {
-                for (b, (index, _)) in items.iter().enumerate() {
-                    let len = batch.lens[b];
-                    let sq = t.get(b)?.narrow(1, 0, len)?.narrow(2, 0, len)?;
-                    let heads = sq.dim(0)?;
-                    let values = to_f32(&sq)?;
-                    if writes_shards {
-                        let mut bytes = Vec::new();
-                        append_bytes(&mut bytes, &values);
-                        shard.push_per_prompt(
-                            format!("{name}@{index}"),
-                            vec![heads, len, len],
-                            bytes,
-                        );
-                    } else {
-                        self.accumulators
-                            .entry(name.clone())
-                            .or_default()
-                            .add_rows(&values, len);
+                    let values = to_f32(t)?;
+                    for (b, &slot) in slots.iter().enumerate() {
+                        let start = b * batch.seq * width;
+                        let rows = &values[start..start + batch.lens[b] * width];
+                        match (&mut shard, slot_of.get(name)) {
+                            (Some(shard), Some(&k)) => shard.put_rows(k, slot, rows),
+                            (Some(_), None) => {}
+                            (None, _) => self
+                                .accumulators
+                                .entry(name.clone())
+                                .or_default()
+                                .add_rows(rows, width),
+                        }
                     }
+                }
+                for (name, t) in &cap.per_prompt {
+                    for (b, &slot) in slots.iter().enumerate() {
+                        let index = items[slot].0;
+                        let len = batch.lens[b];
+                        let sq = t.get(b)?.narrow(1, 0, len)?.narrow(2, 0, len)?;
+                        let heads = sq.dim(0)?;
+                        let values = to_f32(&sq)?;
+                        match &mut shard {
+                            Some(shard) => {
+                                let mut bytes = vec![0u8; 4 * values.len()];
+                                put_f32(&mut bytes, &values);
+                                shard.push_per_prompt(
+                                    format!("{name}@{index}"),
+                                    vec![heads, len, len],
+                                    bytes,
+                                );
+                            }
+                            None => self
+                                .accumulators
+                                .entry(name.clone())
+                                .or_default()
+                                .add_rows(&values, len),
+                        }
+                    }
+                }
+                in_shard += slots.len();
+                self.stats_tokens += tokens as u64;
+                progress.prompts_done = done + in_shard;
+                progress.tokens_done += tokens as u64;
+                let secs = began.elapsed().as_secs_f64().max(1e-9);
+                progress.tokens_per_second = progress.tokens_done as f64 / secs;
+                let rate = (progress.prompts_done - start) as f64 / secs;
+                progress.eta_seconds =
+                    (rate > 0.0).then(|| (total - progress.prompts_done) as f64 / rate);
+                progress.peak_memory_bytes = peak_rss();
+                if in_shard < items.len() {
+                    on_progress(&progress);
                 }
             }
             done += items.len();
-            in_shard += items.len();
-            self.stats_tokens += tokens as u64;
-            progress.prompts_done = done;
-            progress.tokens_done += tokens as u64;
-            let secs = began.elapsed().as_secs_f64().max(1e-9);
-            progress.tokens_per_second = progress.tokens_done as f64 / secs;
-            let rate = (done - start) as f64 / secs;
-            progress.eta_seconds = (rate > 0.0).then(|| (total - done) as f64 / rate);
-            progress.peak_memory_bytes = peak_rss();
-            if in_shard == pps || done == total {
-                if writes_shards {
-                    let full = std::mem::replace(&mut shard, ShardBuffer::new(&per_token));
+            match shard {
+                Some(full) => {
                     let name = shard_name(self.manifest.shards.len());
                     let entry = full.write(&out, &name, &self.manifest.model.id, shard_start)?;
                     self.manifest.shards.push(entry);
-                } else {
+                }
+                None => {
                     let file = StatsFile::new(
                         self.accumulators.clone(),
                         done,
@@ -335,18 +354,15 @@ impl<'r> Prepared<'r> {
                     );
                     write_stats(&out, &file)?;
                 }
-                self.manifest.prompts_done = done;
-                self.manifest.complete = done == total;
-                self.manifest.write(&out)?;
-                shard_start = done;
-                in_shard = 0;
-                progress.shards_done = self.manifest.shards.len();
-                on_progress(&progress);
-                if done < total && cancel.load(Ordering::SeqCst) {
-                    return Ok(RunOutcome::Cancelled);
-                }
-            } else {
-                on_progress(&progress);
+            }
+            self.manifest.prompts_done = done;
+            self.manifest.complete = done == total;
+            self.manifest.write(&out)?;
+            shard_start = done;
+            progress.shards_done = self.manifest.shards.len();
+            on_progress(&progress);
+            if done < total && cancel.load(Ordering::SeqCst) {
+                return Ok(RunOutcome::Cancelled);
             }
         }
         Ok(RunOutcome::Completed)
@@ -509,28 +525,9 @@ fn make_batch(ids: &[Vec<u32>], device: &Device) -> Result<Batch, EngineError> {
     })
 }
 
-/// The real (unpadded) token rows of a `[B, S, ...]` tensor, concatenated, as f32.
-fn real_rows(t: &Tensor, batch: &Batch) -> Result<Vec<f32>, EngineError> {
-    if !batch.padded() {
-        return to_f32(t);
-    }
-    let mut out = Vec::new();
-    for (b, &len) in batch.lens.iter().enumerate() {
-        out.extend(to_f32(&t.get(b)?.narrow(0, 0, len)?)?);
-    }
-    Ok(out)
-}
-
 fn to_f32(t: &Tensor) -> Result<Vec<f32>, EngineError> {
     let t = t.to_dtype(DType::F32)?.flatten_all()?;
     Ok(t.to_vec1()?)
-}
-
-fn append_bytes(out: &mut Vec<u8>, values: &[f32]) {
-    out.reserve(values.len() * 4);
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
 }
 
 fn parse_device(name: &str) -> Result<Device, EngineError> {

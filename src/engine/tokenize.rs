@@ -66,7 +66,7 @@ impl PromptTokenizer {
             stride: 0,
         }))
         .map_err(|e| bad(e.to_string()))?;
-        let extra = TokenizerConfig::load(dir);
+        let extra = TokenizerConfig::load(dir)?;
         let probe = tok
             .encode("a", true)
             .map_err(|e| bad(e.to_string()))?
@@ -145,23 +145,101 @@ struct TokenizerConfig {
 }
 
 impl TokenizerConfig {
-    fn load(dir: &Path) -> Self {
-        let Ok(text) = std::fs::read_to_string(dir.join("tokenizer_config.json")) else {
-            return Self::default();
+    /// Reads `dir/tokenizer_config.json`; a missing file means no extra BOS/EOS, a broken one
+    /// is an error (transformers would refuse it too).
+    fn load(dir: &Path) -> Result<Self, EngineError> {
+        let path = dir.join("tokenizer_config.json");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(Self::default());
         };
-        let Ok(json) = serde_json::from_str::<Value>(&text) else {
-            return Self::default();
-        };
+        let json = serde_json::from_str::<Value>(&text).map_err(|e| EngineError::Tokenizer {
+            path: path.clone(),
+            detail: format!("not valid JSON ({e}); fix or remove the file"),
+        })?;
         let token = |key: &str| match json.get(key) {
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).map(str::to_string),
             _ => None,
         };
-        Self {
+        Ok(Self {
             add_bos: json.get("add_bos_token").and_then(Value::as_bool) == Some(true),
             add_eos: json.get("add_eos_token").and_then(Value::as_bool) == Some(true),
             bos: token("bos_token"),
             eos: token("eos_token"),
-        }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(family: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("fixtures")
+            .join(family)
+    }
+
+    /// A model folder with `family`'s tokenizer.json and the given tokenizer_config.json text.
+    fn folder(family: &str, config: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            fixture(family).join("tokenizer.json"),
+            dir.path().join("tokenizer.json"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("tokenizer_config.json"), config).unwrap();
+        dir
+    }
+
+    #[test]
+    fn tokenizer_config_adds_the_bos_and_eos_the_post_processor_lacks() {
+        // GPT-2's post-processor adds nothing; the config asks for both (object and string form).
+        let plain = PromptTokenizer::load(&fixture("gpt2"), 64).unwrap();
+        let base = plain.encode("Hello world", 0).unwrap();
+        let eot = plain.tok.token_to_id("<|endoftext|>").unwrap();
+        let dir = folder(
+            "gpt2",
+            r#"{"add_bos_token": true, "add_eos_token": true,
+                "bos_token": {"content": "<|endoftext|>"}, "eos_token": "<|endoftext|>"}"#,
+        );
+        let tok = PromptTokenizer::load(dir.path(), 64).unwrap();
+        assert_eq!(tok.settings.prepend_bos, Some(eot));
+        assert_eq!(tok.settings.append_eos, Some(eot));
+        let ids = tok.encode("Hello world", 0).unwrap();
+        assert_eq!(ids.len(), base.len() + 2);
+        assert_eq!(ids[0], eot);
+        assert_eq!(&ids[1..=base.len()], &base[..]);
+        assert_eq!(*ids.last().unwrap(), eot);
+        // Truncated to 3: BOS, the first token, and the EOS kept at the end.
+        let short = PromptTokenizer::load(dir.path(), 3).unwrap();
+        assert_eq!(
+            short.encode("Hello world", 0).unwrap(),
+            vec![eot, base[0], eot]
+        );
+    }
+
+    #[test]
+    fn a_bos_the_post_processor_already_adds_is_not_doubled() {
+        let plain = PromptTokenizer::load(&fixture("llama"), 64).unwrap();
+        let base = plain.encode("Hello world", 0).unwrap();
+        let bos = plain.tok.token_to_id("<s>").unwrap();
+        assert_eq!(base[0], bos, "the fixture's post-processor adds <s>");
+        let dir = folder("llama", r#"{"add_bos_token": true, "bos_token": "<s>"}"#);
+        let tok = PromptTokenizer::load(dir.path(), 64).unwrap();
+        assert_eq!(tok.settings.prepend_bos, None);
+        assert_eq!(tok.encode("Hello world", 0).unwrap(), base);
+    }
+
+    #[test]
+    fn a_broken_tokenizer_config_is_named() {
+        let dir = folder("gpt2", "{ not json");
+        let err = PromptTokenizer::load(dir.path(), 64)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("tokenizer_config.json"), "{err}");
+        assert!(err.contains("not valid JSON"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 //! attention with grouped-query support).
 
 pub mod bert;
+pub mod gelu;
 pub mod gpt2;
 pub mod llama;
 
@@ -217,8 +218,8 @@ impl Activation {
     /// Applies the activation.
     pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::GeluErf => x.gelu_erf(),
-            Self::GeluTanh => x.gelu(),
+            Self::GeluErf => gelu::gelu(x, gelu::GeluForm::Erf),
+            Self::GeluTanh => gelu::gelu(x, gelu::GeluForm::Tanh),
             Self::Relu => x.relu(),
             Self::Silu => x.silu(),
         }
