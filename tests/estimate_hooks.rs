@@ -8,7 +8,15 @@ use neuronmap::estimate::workload::hook_catalog;
 use neuronmap::estimate::{AnalysisKind, HookPlan};
 use neuronmap::models::config_json::parse_config;
 
-const FIXTURES: [&str; 6] = ["bert", "distilbert", "gpt2", "llama", "qwen2", "roberta"];
+const FIXTURES: [&str; 7] = [
+    "bert",
+    "distilbert",
+    "gpt2",
+    "llama",
+    "mistral",
+    "qwen2",
+    "roberta",
+];
 
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -8,14 +8,16 @@
 //!    parts and two copies of the fused matrix are alive).
 //! 2. The tokenizer is parsed from tokenizer.json and stays loaded; tokenising a prompt costs a
 //!    transient proportional to its bytes.
-//! 3. Per batch: the prompt strings, their ids, the padded id tensor, then the forward pass,
-//!    simulated tensor by tensor ([`forward_peak`]): the embeddings and the current residual
-//!    stay alive, each block's locals live until the block ends, attention holds the scores,
-//!    the masked scores and the pattern `[B, H, S, S]` at once, and a selected hook keeps its
-//!    tensor (or the larger tensor it is a view of) alive until the batch is written out.
-//! 4. Activations and attention runs append the selected hooks, as f32 bytes, to the shard's
-//!    byte buffers (which grow by doubling) until the shard is written through a 1 MiB buffered
-//!    writer; statistics runs fold them into running sums at once.
+//! 3. A shard (a statistics chunk) at a time: all its prompts are read and tokenised, its
+//!    buffers made (the per-token hook bytes at their final size), and its batches run: the
+//!    padded id tensor, then the forward pass, simulated tensor by tensor ([`forward_peak`]):
+//!    the embeddings and the current residual stay alive, each block's locals live until the
+//!    block ends, attention holds the scores, the masked scores and the pattern `[B, H, S, S]`
+//!    at once, and a selected hook keeps its tensor (or the larger tensor it is a view of)
+//!    alive until the batch's values are copied out.
+//! 4. Activations and attention runs copy the hooks, as f32 bytes, into the shard (per-prompt
+//!    tensors one prompt at a time), which is written through a 1 MiB buffered writer;
+//!    statistics runs fold them into running sums at once.
 //!
 //! On the CPU all of it counts; on a GPU only the weights, the forward pass and the captured
 //! tensors are on the device (prompts, tokenizer and shard buffers are host memory).
@@ -62,6 +64,9 @@ pub const TOKENIZER_FILE_BYTES_PER_TOKEN: u64 = 28;
 /// string, offsets, word index, masks) per token, also for the part truncation cuts off.
 /// Measured 81 (WordPiece) to 89 (byte-level BPE) on the test fixtures.
 pub const ENCODE_BYTES_PER_PROMPT_BYTE: u64 = 89;
+/// Heap per prompt of a shard besides its text and ids: its entries in the prompt list
+/// (`(usize, String)`, 32 bytes) and in the id list (`Vec<u32>`, 24 bytes).
+pub const PROMPT_ENTRY_BYTES: u64 = 56;
 /// Capacity of the buffered writer the safetensors crate writes a shard through.
 pub const SHARD_WRITER_BUFFER_BYTES: u64 = MIB;
 /// Concept directions held by concept analysis.
@@ -749,61 +754,68 @@ pub fn breakdown(w: &Workload, device: &DeviceSpec) -> Breakdown {
         return pick(&phases, GPU_CONTEXT_BYTES + GPU_WORKSPACE_BYTES);
     }
 
-    // The CPU: one process's heap.
+    // The CPU: one process's heap. The engine works a shard (a statistics chunk) at a time: it
+    // reads and tokenises all of its prompts, makes the shard's buffers (the per-token hook
+    // bytes at their final size), runs its batches in order of length, and writes it.
     let (tokenizer, tokenizer_loading) = tokenizer_bytes(w);
     let prompt_bytes = w.input.longest_prompt_bytes;
     let encode = prompt_bytes * ENCODE_BYTES_PER_PROMPT_BYTE;
-    // Prompt strings, their ids, and the padded ids (host copy and tensor).
-    let batch_host = b * prompt_bytes + 3 * t * 4;
-
-    // Batches in the shard being filled (the peak comes with its last one).
     let writes_shards = matches!(
         w.analysis,
         AnalysisKind::Activations | AnalysisKind::Attention
     );
-    let k = if writes_shards {
+    let per_shard = if writes_shards {
         let target = EngineOptions::default().shard_target_bytes;
-        let pps = prompts_per_shard(&w.hooks.hooks, w.input.mean_tokens, b as usize, target);
-        let prompts = w.input.prompts.map_or(pps as u64, |n| n.min(pps as u64));
-        prompts.div_ceil(b).max(1)
+        prompts_per_shard(&w.hooks.hooks, w.input.mean_tokens, b as usize, target) as u64
     } else {
-        0
+        EngineOptions::default()
+            .stats_chunk_prompts
+            .div_ceil(b as usize) as u64
+            * b
     };
-    // Shard buffers after `n` batches: ids (i64 per token, offsets, prompt indices), per-token
-    // hook bytes, per-prompt tensors.
-    let ids = |n: u64| doubled(s * 8, n * b) + 2 * doubled(8, n * b + 1) * u64::from(n > 0);
-    let token_bytes = |h: &HookSpec, n: u64| doubled(values(h), n);
-    let prompt_bytes_of = |n: u64| per_prompt.iter().map(|h| n * b * square(h)).sum::<u64>();
-    let last = k.saturating_sub(1);
-    let before = ids(last)
-        + per_token.iter().map(|h| token_bytes(h, last)).sum::<u64>()
-        + prompt_bytes_of(last);
-
-    // Converting the last batch's hooks (and appending them to the shard), hook by hook.
-    let mut extraction = 0u64;
-    let mut held = ids(k) + prompt_bytes_of(last);
-    let mut later: u64 = per_token.iter().map(|h| token_bytes(h, last)).sum();
-    for h in &per_token {
-        let (old, new) = (token_bytes(h, last), token_bytes(h, k));
-        later -= old;
-        let v = values(h);
-        let step = (old + v + conversion(h)).max(new + v);
-        extraction = extraction.max(held + later + step);
-        held += new;
-    }
-    for h in &per_prompt {
-        // Each prompt's [H, len, len] values, then its bytes (kept in the shard when written).
-        let p = square(h);
-        let kept = if writes_shards { b * p } else { 0 };
-        extraction = extraction.max(held + kept + p + square_conversion(h));
-        held += kept;
-    }
-    let write = if writes_shards {
-        let i64_bytes = (k * b * s * 8).next_power_of_two();
-        held + SHARD_WRITER_BUFFER_BYTES + i64_bytes
+    let n = w
+        .input
+        .prompts
+        .map_or(per_shard, |p| p.min(per_shard))
+        .max(1);
+    // Its prompts and their ids (each as long as the longest), with their vector entries.
+    let held = n * (prompt_bytes + s * 4 + PROMPT_ENTRY_BYTES);
+    // One batch's ids: a copy, the padded host ids and the id tensor.
+    let batch_host = 3 * t * 4;
+    // The shard's ids (i64 per token, grown by doubling; offsets; indices) and hook bytes.
+    let shard_ids = doubled(s * 8, n) + doubled(8, n + 1) + n * 8;
+    let shard_tokens: u64 = per_token
+        .iter()
+        .map(|h| n * s * h.per_token_elems() as u64 * 4)
+        .sum();
+    let shard_squares: u64 = per_prompt.iter().map(|h| n * square(h)).sum();
+    let batches = n.div_ceil(b);
+    // Per-prompt tensors of the batches before the last.
+    let squares_before = shard_squares / batches * (batches - 1);
+    let (shard_before, shard_after, write) = if writes_shards {
+        let fixed = shard_ids + shard_tokens;
+        let i64_bytes = (n * s * 8).next_power_of_two();
+        (
+            fixed + squares_before,
+            fixed + shard_squares,
+            fixed + shard_squares + SHARD_WRITER_BUFFER_BYTES + i64_bytes,
+        )
     } else {
-        0
+        (0, 0, 0)
     };
+    // Converting the last batch's hooks: per-token values one hook at a time; per-prompt ones
+    // one prompt at a time, each then kept as the shard's bytes.
+    let token_step = per_token
+        .iter()
+        .map(|h| values(h) + conversion(h))
+        .max()
+        .unwrap_or(0);
+    let square_step = per_prompt
+        .iter()
+        .map(|h| square(h) + square_conversion(h))
+        .max()
+        .unwrap_or(0);
+    let extraction = (shard_before + token_step).max(shard_after + square_step);
 
     let phases = [
         loading,
@@ -812,24 +824,23 @@ pub fn breakdown(w: &Workload, device: &DeviceSpec) -> Breakdown {
             ..Phase::default()
         },
         Phase {
-            captured: before,
-            other: batch_host + encode,
+            other: held + encode,
             ..Phase::default()
         },
         Phase {
-            captured: before + fwd_pinned,
+            captured: shard_before + fwd_pinned,
             attention: fwd_attn,
-            other: batch_host + fwd_other + concept_bank,
+            other: held + batch_host + fwd_other + concept_bank,
             loading: 0,
         },
         Phase {
             captured: captures + extraction,
-            other: batch_host,
+            other: held + batch_host,
             ..Phase::default()
         },
         Phase {
-            captured: captures + write,
-            other: batch_host,
+            captured: write,
+            other: held,
             ..Phase::default()
         },
     ];
@@ -968,9 +979,9 @@ mod tests {
         act.input.prompts = Some(160);
         let many = breakdown(&act, &cpu());
         let batch_bytes = 8 * 128 * 768 * 4;
-        // 20 batches in byte buffers that grew by doubling: capacity for 32.
-        assert!(many.captured_activations >= 32 * batch_bytes, "{many:?}");
-        assert!(many.total() > one_batch.total() + 20 * batch_bytes);
+        // The shard's hook bytes for its 20 batches exist from its start.
+        assert!(many.captured_activations >= 20 * batch_bytes, "{many:?}");
+        assert!(many.total() > one_batch.total() + 19 * batch_bytes);
         let mut stats = act.clone();
         stats.analysis = AnalysisKind::Stats;
         assert!(breakdown(&stats, &cpu()).total() <= one_batch.total());
