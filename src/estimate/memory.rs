@@ -298,8 +298,8 @@ struct Sim {
     attn_live: u64,
     pinned_live: u64,
     peak: u64,
-    /// (live, attention, pinned) at the peak.
-    at_peak: (u64, u64, u64),
+    /// (attention, pinned) bytes at the peak.
+    at_peak: (u64, u64),
     bufs: Vec<Buf>,
 }
 
@@ -329,7 +329,7 @@ impl Sim {
         });
         if self.live > self.peak {
             self.peak = self.live;
-            self.at_peak = (self.live, self.attn_live, self.pinned_live);
+            self.at_peak = (self.attn_live, self.pinned_live);
         }
         Id(self.bufs.len() - 1)
     }
@@ -607,7 +607,7 @@ pub fn forward_peak(w: &Workload, e: u64) -> (u64, u64, u64, u64) {
         sim: Sim::default(),
     }
     .run();
-    (sim.peak, sim.pinned_live, sim.at_peak.1, sim.at_peak.2)
+    (sim.peak, sim.pinned_live, sim.at_peak.0, sim.at_peak.1)
 }
 
 /// Whether the engine hands a hook's tensor over strided (a view into a larger tensor), so
