@@ -271,7 +271,7 @@ fn main() {
         total_bytes: u64::MAX / 4,
         free_bytes: u64::MAX / 4,
         bf16: false,
-        flops_per_second: calibration.flops_per_second,
+        speed: calibration.speed,
     };
     // Long prompts, so every prompt is truncated to exactly --max-len tokens.
     let prompt =
@@ -290,7 +290,7 @@ fn main() {
     let process = memory::cpu_process_bytes();
     println!(
         "CPU throughput (calibrated f32 matmul): {:.1} GFLOP/s, {} threads",
-        calibration.flops_per_second / 1e9,
+        calibration.speed.flops_per_second / 1e9,
         calibration.threads
     );
     println!(

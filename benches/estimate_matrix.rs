@@ -5,10 +5,17 @@
 use std::path::Path;
 use std::time::Instant;
 
-use neuronmap::estimate::device::devices_from_frame;
+use neuronmap::estimate::device::{devices_from_frame, Speed};
 use neuronmap::estimate::matrix::PreparedMatrix;
 use neuronmap::models::{registry, CatalogueEntry};
 use neuronmap::telemetry::trace::TraceReader;
+
+/// A CPU speed of the order calibration gives on a small machine.
+const CPU: Speed = Speed {
+    flops_per_second: 3e10,
+    seconds_per_matmul: 30e-6,
+    seconds_per_byte: 1e-9,
+};
 
 fn main() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/traces/synthetic-8gpu.jsonl");
@@ -27,7 +34,7 @@ fn main() {
     let start = Instant::now();
     let mut cells = 0;
     for i in 0..runs {
-        let devices = devices_from_frame(&frames[i % frames.len()], 3e10);
+        let devices = devices_from_frame(&frames[i % frames.len()], CPU);
         cells += prepared.evaluate(&devices).cells.len();
     }
     let per_tick = start.elapsed() / runs as u32;

@@ -123,7 +123,7 @@ pub fn run(args: &CheckArgs, global: &GlobalArgs, config: &Config) -> anyhow::Re
     )?;
     let frame = telemetry::current_frame(global, config)?;
     let calibration = time::cpu_calibration()?;
-    let devices = device::devices_from_frame(&frame, calibration.flops_per_second);
+    let devices = device::devices_from_frame(&frame, calibration.speed);
     let asked = select_devices(&args.device, &devices)?;
     let cpu = devices.iter().find(|d| !d.is_gpu());
     let verdicts: Vec<DeviceVerdict> = asked

@@ -1,7 +1,7 @@
 //! The devices an estimate is checked against, with their free memory now: GPUs from the
 //! telemetry frame (NVML or a replayed trace), the CPU from sysinfo's available memory.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::workload::DType;
 use crate::telemetry::model::{Frame, GpuHealth};
@@ -48,8 +48,30 @@ pub struct DeviceSpec {
     pub free_bytes: u64,
     /// bf16 is supported (compute capability 8.0 and newer).
     pub bf16: bool,
-    /// Dense throughput the time estimate divides by (FLOP/s).
+    /// How fast it runs the engine's work (the time estimate's inputs).
+    pub speed: Speed,
+}
+
+/// How fast a device runs the engine's work: matmul FLOPs, a fixed cost per matmul call, and a
+/// cost per byte that the other ops (bias adds, norms, softmax, GELU, head transposes, residual
+/// adds) write into new tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Speed {
+    /// Dense matmul throughput (FLOP/s).
     pub flops_per_second: f64,
+    /// Fixed cost of one matmul call (thread-pool dispatch on the CPU, a launch on a GPU).
+    pub seconds_per_matmul: f64,
+    /// Cost per byte an element-wise op, norm, softmax or copy writes into a new tensor.
+    pub seconds_per_byte: f64,
+}
+
+impl Speed {
+    /// For callers that only use memory verdicts (no time is shown).
+    pub const NOT_MEASURED: Speed = Speed {
+        flops_per_second: 1.0,
+        seconds_per_matmul: 0.0,
+        seconds_per_byte: 0.0,
+    };
 }
 
 impl DeviceSpec {
@@ -101,6 +123,13 @@ pub const GPU_EFFICIENCY: f64 = 0.35;
 /// Throughput assumed for an unknown GPU (TFLOP/s).
 const UNKNOWN_GPU_TFLOPS: f64 = 50.0;
 
+/// Fixed cost of one matmul on a GPU (kernel launch and cuBLAS dispatch; not yet checked on a
+/// real GPU).
+pub const GPU_SECONDS_PER_MATMUL: f64 = 10e-6;
+/// Rate at which a GPU's element-wise kernels write new tensors (about half the HBM bandwidth of
+/// an A100/H100 class card, as reads come with every write; not yet checked on a real GPU).
+pub const GPU_BYTES_PER_SECOND: f64 = 1e12;
+
 /// Expected FLOP/s of a GPU from its name.
 pub fn gpu_flops(name: &str) -> f64 {
     let peak = GPU_PEAK_TFLOPS
@@ -110,6 +139,15 @@ pub fn gpu_flops(name: &str) -> f64 {
     peak * 1e12 * GPU_EFFICIENCY
 }
 
+/// Expected speed of a GPU from its name.
+pub fn gpu_speed(name: &str) -> Speed {
+    Speed {
+        flops_per_second: gpu_flops(name),
+        seconds_per_matmul: GPU_SECONDS_PER_MATMUL,
+        seconds_per_byte: 1.0 / GPU_BYTES_PER_SECOND,
+    }
+}
+
 fn compute_capability_at_least_8(cc: Option<&str>) -> bool {
     cc.and_then(|c| c.split('.').next())
         .and_then(|major| major.parse::<u32>().ok())
@@ -117,14 +155,14 @@ fn compute_capability_at_least_8(cc: Option<&str>) -> bool {
 }
 
 /// Every device of a frame: the CPU first, then each GPU that answered.
-pub fn devices_from_frame(frame: &Frame, cpu_flops_per_second: f64) -> Vec<DeviceSpec> {
+pub fn devices_from_frame(frame: &Frame, cpu: Speed) -> Vec<DeviceSpec> {
     let mut devices = vec![DeviceSpec {
         id: DeviceId::Cpu,
         name: "CPU".to_string(),
         total_bytes: frame.host.memory_total_bytes,
         free_bytes: frame.host.memory_available_bytes,
         bf16: false,
-        flops_per_second: cpu_flops_per_second,
+        speed: cpu,
     }];
     if frame.driver.available {
         for (stat, sample) in frame.devices.iter().zip(&frame.gpus) {
@@ -141,7 +179,7 @@ pub fn devices_from_frame(frame: &Frame, cpu_flops_per_second: f64) -> Vec<Devic
                 total_bytes: stat.memory_total_bytes,
                 free_bytes: free,
                 bf16: compute_capability_at_least_8(stat.compute_capability.as_deref()),
-                flops_per_second: gpu_flops(&stat.name),
+                speed: gpu_speed(&stat.name),
             });
         }
     }
@@ -170,7 +208,7 @@ mod tests {
             crate::telemetry::Tick::Frame { frame, .. } => *frame,
             _ => panic!("no frame"),
         };
-        let devices = devices_from_frame(&frame, 1e11);
+        let devices = devices_from_frame(&frame, Speed::NOT_MEASURED);
         assert_eq!(devices[0].id, DeviceId::Cpu);
         assert_eq!(devices[0].free_bytes, frame.host.memory_available_bytes);
         let gpu0 = &devices[1];

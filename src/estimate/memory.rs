@@ -301,6 +301,10 @@ struct Sim {
     /// (attention, pinned) bytes at the peak.
     at_peak: (u64, u64),
     bufs: Vec<Buf>,
+    /// Bytes written into new tensors by everything but the matmuls.
+    written_by_ops: u64,
+    /// Matmul calls.
+    matmuls: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -317,6 +321,7 @@ struct Id(usize);
 
 impl Sim {
     fn alloc_kind(&mut self, bytes: u64, attn: bool) -> Id {
+        self.written_by_ops += bytes;
         self.live += bytes;
         if attn {
             self.attn_live += bytes;
@@ -336,6 +341,14 @@ impl Sim {
 
     fn alloc(&mut self, bytes: u64) -> Id {
         self.alloc_kind(bytes, false)
+    }
+
+    /// A matmul's output: counted as a call, not as element-wise traffic.
+    fn alloc_matmul(&mut self, bytes: u64, attn: bool) -> Id {
+        let id = self.alloc_kind(bytes, attn);
+        self.matmuls += 1;
+        self.written_by_ops -= bytes;
+        id
     }
 
     fn free(&mut self, id: Id) {
@@ -392,7 +405,7 @@ impl Forward<'_> {
     /// `Linear::forward`: the matmul's output, plus a second buffer when a bias is added.
     fn linear(&mut self, out_elems: u64, bias: bool) -> Id {
         let e = self.e;
-        let y = self.sim.alloc(out_elems * e);
+        let y = self.sim.alloc_matmul(out_elems * e, false);
         if bias {
             let z = self.sim.alloc(out_elems * e);
             self.sim.free(y);
@@ -433,7 +446,7 @@ impl Forward<'_> {
             locals.push(k);
         }
         let square = b * h * s * s * e;
-        let product = self.sim.alloc_kind(square, true);
+        let product = self.sim.alloc_matmul(square, true);
         let scaled = self.sim.alloc_kind(square, true);
         self.sim.free(product);
         let scores = if mask {
@@ -444,7 +457,7 @@ impl Forward<'_> {
         self.block_hook(i, "attn.hook_attn_scores", scores);
         let pattern = self.sim.alloc_kind(square, true);
         self.block_hook(i, "attn.hook_pattern", pattern);
-        let z_heads = self.sim.alloc(t * a * e);
+        let z_heads = self.sim.alloc_matmul(t * a * e, false);
         let z = self.sim.alloc(t * a * e);
         self.block_hook(i, "attn.hook_z", z);
         for id in [z_heads, pattern, scores, scaled] {
@@ -608,6 +621,31 @@ pub fn forward_peak(w: &Workload, e: u64) -> (u64, u64, u64, u64) {
     }
     .run();
     (sim.peak, sim.pinned_live, sim.at_peak.0, sim.at_peak.1)
+}
+
+/// What one batch's forward pass does besides its FLOPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardWork {
+    /// Matmul calls (each projection, and the two batched attention products per block).
+    pub matmuls: u64,
+    /// Bytes the other ops (bias adds, norms, masks, softmax, activations, head transposes,
+    /// residual adds, embeddings) write into new tensors.
+    pub bytes_written: u64,
+}
+
+/// The matmul calls and element-wise traffic of one batch, from the same simulation as
+/// [`forward_peak`] (`e`: bytes per element of the compute dtype).
+pub fn forward_work(w: &Workload, e: u64) -> ForwardWork {
+    let sim = Forward {
+        w,
+        e,
+        sim: Sim::default(),
+    }
+    .run();
+    ForwardWork {
+        matmuls: sim.matmuls,
+        bytes_written: sim.written_by_ops,
+    }
 }
 
 /// Whether the engine hands a hook's tensor over strided (a view into a larger tensor), so
@@ -892,8 +930,42 @@ mod tests {
             total_bytes: u64::MAX / 4,
             free_bytes: u64::MAX / 4,
             bf16: false,
-            flops_per_second: 1e11,
+            speed: crate::estimate::device::Speed::NOT_MEASURED,
         }
+    }
+
+    #[test]
+    fn forward_work_counts_matmul_calls_and_element_wise_bytes() {
+        // GPT-2 small, all 12 blocks: 4 projections and 2 attention products per block.
+        let w = workload(
+            "gpt2",
+            AnalysisKind::Activations,
+            2,
+            16,
+            &["blocks.11.hook_resid_post"],
+        );
+        let work = forward_work(&w, 4);
+        assert_eq!(work.matmuls, 12 * 6);
+        // Stopping after block 2 runs a quarter of it.
+        let early = workload(
+            "gpt2",
+            AnalysisKind::Activations,
+            2,
+            16,
+            &["blocks.2.hook_resid_post"],
+        );
+        let part = forward_work(&early, 4);
+        assert_eq!(part.matmuls, 3 * 6);
+        assert!(part.bytes_written < work.bytes_written / 3);
+        // Element-wise traffic grows with the tokens, and the attention part with S^2.
+        let longer = workload(
+            "gpt2",
+            AnalysisKind::Activations,
+            2,
+            64,
+            &["blocks.11.hook_resid_post"],
+        );
+        assert!(forward_work(&longer, 4).bytes_written > 4 * work.bytes_written);
     }
 
     #[test]

@@ -302,7 +302,7 @@ mod tests {
             total_bytes: total,
             free_bytes: total - used,
             bf16: true,
-            flops_per_second: 1e14,
+            speed: crate::estimate::device::gpu_speed("Synthetic GPU"),
         }
     }
 
@@ -313,7 +313,7 @@ mod tests {
             total_bytes: free,
             free_bytes: free,
             bf16: false,
-            flops_per_second: 1e11,
+            speed: crate::estimate::device::Speed::NOT_MEASURED,
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use super::job::Target;
 use crate::engine::request::{ExtractRequest, RunOutcome, RunProgress};
-use crate::estimate::device::{devices_from_frame, DeviceId};
+use crate::estimate::device::{devices_from_frame, DeviceId, Speed};
 use crate::estimate::estimate_request;
 use crate::telemetry::model::Frame;
 
@@ -27,7 +27,7 @@ pub fn estimate_peak_bytes(
     frame: &Frame,
 ) -> Result<u64, String> {
     // Placement uses the memory figure only, so the throughput passed here does not matter.
-    let devices = devices_from_frame(frame, 1.0);
+    let devices = devices_from_frame(frame, Speed::NOT_MEASURED);
     let wanted = match target {
         Target::Cpu => DeviceId::Cpu,
         Target::Gpu(index) => DeviceId::Cuda(index),

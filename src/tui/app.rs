@@ -258,7 +258,10 @@ impl App {
             viewer_uid,
             signalled: HashMap::new(),
             help_scroll: 0,
-            matrix: super::matrix::MatrixState::new(&[], 0.0),
+            matrix: super::matrix::MatrixState::new(
+                &[],
+                crate::estimate::device::Speed::NOT_MEASURED,
+            ),
             should_quit: false,
             queue: JobQueueView::default(),
             form: None,

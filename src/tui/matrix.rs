@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent};
 
-use crate::estimate::device::{devices_from_frame, DeviceSpec};
+use crate::estimate::device::{devices_from_frame, DeviceSpec, Speed};
 use crate::estimate::matrix::{MatrixCell, MatrixPlan, PreparedMatrix, PreparedRow};
 use crate::estimate::AnalysisKind;
 use crate::models::CatalogueEntry;
@@ -23,8 +23,8 @@ pub struct MatrixState {
     pub plan: MatrixPlan,
     /// Devices of the newest frame.
     pub devices: Vec<DeviceSpec>,
-    /// CPU throughput used for time estimates.
-    pub cpu_flops: f64,
+    /// The CPU's calibrated speed, for time estimates.
+    pub cpu_speed: Speed,
     /// Selected row among the visible (filtered) rows.
     pub row: usize,
     /// Selected column (analysis).
@@ -41,14 +41,14 @@ pub struct MatrixState {
 
 impl MatrixState {
     /// A matrix over catalogue entries (local ones first).
-    pub fn new(entries: &[CatalogueEntry], cpu_flops: f64) -> Self {
+    pub fn new(entries: &[CatalogueEntry], cpu_speed: Speed) -> Self {
         let prepared = PreparedMatrix::new(entries);
         Self {
             shown: false,
             plan: prepared.evaluate(&[]),
             prepared,
             devices: Vec::new(),
-            cpu_flops,
+            cpu_speed,
             row: 0,
             column: 0,
             filter: String::new(),
@@ -61,7 +61,7 @@ impl MatrixState {
     /// Re-evaluates every cell with the free memory of `frame`.
     pub fn refresh(&mut self, frame: &Frame) {
         let start = Instant::now();
-        self.devices = devices_from_frame(frame, self.cpu_flops);
+        self.devices = devices_from_frame(frame, self.cpu_speed);
         self.plan = self.prepared.evaluate(&self.devices);
         self.last_compute = start.elapsed();
     }
@@ -227,7 +227,14 @@ mod tests {
             History::for_span(Duration::from_secs(60), Duration::from_secs(1)),
             1000,
         );
-        app.matrix = MatrixState::new(&entries, 3e10);
+        app.matrix = MatrixState::new(
+            &entries,
+            Speed {
+                flops_per_second: 3e10,
+                seconds_per_matmul: 30e-6,
+                seconds_per_byte: 1e-9,
+            },
+        );
         for f in frames {
             app.update(Input::Sampler(SamplerEvent::Frame(Box::new(f.clone()))));
         }

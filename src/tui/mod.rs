@@ -100,8 +100,8 @@ pub fn run(global: &GlobalArgs, config: &Config) -> anyhow::Result<()> {
     let catalogue = crate::models::Catalogue::load(
         &crate::models::CatalogueSettings::from_process(&config.models),
     )?;
-    let cpu_flops = crate::estimate::time::cpu_calibration()?.flops_per_second;
-    app.matrix = matrix::MatrixState::new(&catalogue.entries, cpu_flops);
+    let cpu_speed = crate::estimate::time::cpu_calibration()?.speed;
+    app.matrix = matrix::MatrixState::new(&catalogue.entries, cpu_speed);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -187,7 +187,10 @@ impl SubmitForm {
             self.problem = Some("waiting for the first telemetry frame".into());
             return;
         };
-        match crate::estimate::judge_request(&request, &devices_from_frame(frame, 1.0)) {
+        match crate::estimate::judge_request(
+            &request,
+            &devices_from_frame(frame, crate::estimate::device::Speed::NOT_MEASURED),
+        ) {
             Ok(verdicts) => {
                 for v in verdicts {
                     let mut line = format!(
