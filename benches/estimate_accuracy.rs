@@ -289,8 +289,10 @@ fn main() {
     }
     let process = memory::cpu_process_bytes();
     println!(
-        "CPU throughput (calibrated f32 matmul): {:.1} GFLOP/s, {} threads",
+        "CPU calibration: f32 matmul {:.1} GFLOP/s, {:.1} us per matmul call, element-wise {:.2} GB/s written, {} threads",
         calibration.speed.flops_per_second / 1e9,
+        calibration.speed.seconds_per_matmul * 1e6,
+        1e-9 / calibration.speed.seconds_per_byte.max(1e-18),
         calibration.threads
     );
     println!(

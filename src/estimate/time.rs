@@ -110,7 +110,7 @@ fn timed(runs: u32, mut f: impl FnMut() -> candle_core::Result<()>) -> candle_co
     Ok(start.elapsed().as_secs_f64().max(1e-9) / f64::from(runs))
 }
 
-/// Runs the calibration (about a quarter of a second):
+/// Runs the calibration (three short candle runs):
 /// - throughput: a [256, 768] x [768, 3072] f32 matmul (a GPT-2 MLP on one batch);
 /// - the fixed cost of a matmul call: a [1, 64] x [64, 64] matmul, whose arithmetic is nothing;
 /// - the element-wise rate: the engine's other ops on a [512, 768] activation (bias add,
