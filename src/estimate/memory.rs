@@ -137,7 +137,9 @@ fn needs_logits(analysis: AnalysisKind) -> bool {
 /// runtime ([`CPU_RUNTIME_BYTES`]) and gemm's L2-sized packing buffer, one per thread that runs
 /// a matmul (candle's worker threads and the calling thread).
 pub fn cpu_process_bytes() -> u64 {
-    let threads = candle_core::utils::get_num_threads() as u64 + 1;
+    // candle reads /proc/cpuinfo for its thread count; the matrix asks thousands of times a tick.
+    static THREADS: OnceLock<u64> = OnceLock::new();
+    let threads = *THREADS.get_or_init(|| candle_core::utils::get_num_threads() as u64 + 1);
     CPU_RUNTIME_BYTES + threads * l2_cache_bytes()
 }
 
@@ -378,26 +380,102 @@ impl Sim {
     }
 }
 
+/// The per-block hook names the simulation asks about (`blocks.{i}.{suffix}`), one bit each.
+const BLOCK_SUFFIXES: [&str; 17] = [
+    "hook_resid_pre",
+    "ln1.hook_normalized",
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_rot_q",
+    "attn.hook_rot_k",
+    "attn.hook_attn_scores",
+    "attn.hook_pattern",
+    "attn.hook_z",
+    "hook_attn_out",
+    "hook_resid_mid",
+    "mlp.hook_pre",
+    "mlp.hook_pre_linear",
+    "mlp.hook_post",
+    "hook_mlp_out",
+    "hook_resid_post",
+];
+
+/// The selected hooks, parsed once per simulation: a bit per [`BLOCK_SUFFIXES`] entry for each
+/// block, and the names outside blocks. (The dashboard's matrix runs thousands of simulations
+/// per tick, so a hook test must not format or scan strings.)
+struct Wanted {
+    blocks: Vec<u32>,
+    other: Vec<String>,
+}
+
+impl Wanted {
+    fn of(w: &Workload) -> Self {
+        let mut blocks = Vec::new();
+        let mut other = Vec::new();
+        for h in &w.hooks.hooks {
+            let parsed = h
+                .name
+                .strip_prefix("blocks.")
+                .and_then(|rest| rest.split_once('.'))
+                .and_then(|(i, suffix)| {
+                    let bit = BLOCK_SUFFIXES.iter().position(|s| *s == suffix)?;
+                    Some((i.parse::<usize>().ok()?, bit))
+                });
+            match parsed {
+                Some((i, bit)) => {
+                    if blocks.len() <= i {
+                        blocks.resize(i + 1, 0u32);
+                    }
+                    blocks[i] |= 1 << bit;
+                }
+                None => other.push(h.name.clone()),
+            }
+        }
+        Self { blocks, other }
+    }
+
+    fn global(&self, name: &str) -> bool {
+        self.other.iter().any(|n| n == name)
+    }
+
+    fn block(&self, i: u64, suffix: &str) -> bool {
+        let Some(bit) = BLOCK_SUFFIXES.iter().position(|s| *s == suffix) else {
+            return false;
+        };
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| self.blocks.get(i))
+            .is_some_and(|mask| mask & (1 << bit) != 0)
+    }
+}
+
 /// The forward pass of one batch as the engine's family code runs it.
 struct Forward<'a> {
     w: &'a Workload,
     e: u64,
+    wanted: Wanted,
     sim: Sim,
 }
 
-impl Forward<'_> {
-    fn wants(&self, name: &str) -> bool {
-        self.w.hooks.hooks.iter().any(|h| h.name == name)
+impl<'a> Forward<'a> {
+    fn new(w: &'a Workload, e: u64) -> Self {
+        Self {
+            w,
+            e,
+            wanted: Wanted::of(w),
+            sim: Sim::default(),
+        }
     }
 
     fn hook(&mut self, name: &str, id: Id) {
-        if self.wants(name) {
+        if self.wanted.global(name) {
             self.sim.pin(id);
         }
     }
 
     fn block_hook(&mut self, i: u64, suffix: &str, id: Id) {
-        if self.wants(&format!("blocks.{i}.{suffix}")) {
+        if self.wanted.block(i, suffix) {
             self.sim.pin(id);
         }
     }
@@ -614,12 +692,7 @@ impl Forward<'_> {
 /// The forward pass of one batch: (peak above what was live before it, bytes the selected
 /// hooks keep alive after it, attention bytes at the peak, captured bytes at the peak).
 pub fn forward_peak(w: &Workload, e: u64) -> (u64, u64, u64, u64) {
-    let sim = Forward {
-        w,
-        e,
-        sim: Sim::default(),
-    }
-    .run();
+    let sim = Forward::new(w, e).run();
     (sim.peak, sim.pinned_live, sim.at_peak.0, sim.at_peak.1)
 }
 
@@ -631,21 +704,6 @@ pub struct ForwardWork {
     /// Bytes the other ops (bias adds, norms, masks, softmax, activations, head transposes,
     /// residual adds, embeddings) write into new tensors.
     pub bytes_written: u64,
-}
-
-/// The matmul calls and element-wise traffic of one batch, from the same simulation as
-/// [`forward_peak`] (`e`: bytes per element of the compute dtype).
-pub fn forward_work(w: &Workload, e: u64) -> ForwardWork {
-    let sim = Forward {
-        w,
-        e,
-        sim: Sim::default(),
-    }
-    .run();
-    ForwardWork {
-        matmuls: sim.matmuls,
-        bytes_written: sim.written_by_ops,
-    }
 }
 
 /// Whether the engine hands a hook's tensor over strided (a view into a larger tensor), so
@@ -693,13 +751,25 @@ impl Phase {
 
 /// Estimates the peak of `w` on `device`.
 pub fn breakdown(w: &Workload, device: &DeviceSpec) -> Breakdown {
+    breakdown_and_work(w, device).0
+}
+
+/// [`breakdown`], and the forward pass's [`ForwardWork`] from the same simulation (the time
+/// estimate's inputs).
+pub fn breakdown_and_work(w: &Workload, device: &DeviceSpec) -> (Breakdown, ForwardWork) {
     let dtype = device.effective_dtype(w.dtype);
     let e = dtype.bytes();
     let arch = &w.arch;
     let (b, s) = (w.batch, w.seq);
     let t = b * s;
     let (weights, weights_loading) = weight_bytes(w, e);
-    let (fwd_peak, captures, fwd_attn, fwd_pinned) = forward_peak(w, e);
+    let sim = Forward::new(w, e).run();
+    let work = ForwardWork {
+        matmuls: sim.matmuls,
+        bytes_written: sim.written_by_ops,
+    };
+    let (fwd_peak, captures, fwd_attn, fwd_pinned) =
+        (sim.peak, sim.pinned_live, sim.at_peak.0, sim.at_peak.1);
     let fwd_other = fwd_peak - fwd_attn - fwd_pinned;
     let loading = Phase {
         loading: weights_loading - weights,
@@ -789,7 +859,7 @@ pub fn breakdown(w: &Workload, device: &DeviceSpec) -> Breakdown {
                 ..Phase::default()
             },
         ];
-        return pick(&phases, GPU_CONTEXT_BYTES + GPU_WORKSPACE_BYTES);
+        return (pick(&phases, GPU_CONTEXT_BYTES + GPU_WORKSPACE_BYTES), work);
     }
 
     // The CPU: one process's heap. The engine works a shard (a statistics chunk) at a time: it
@@ -882,7 +952,7 @@ pub fn breakdown(w: &Workload, device: &DeviceSpec) -> Breakdown {
             ..Phase::default()
         },
     ];
-    pick(&phases, cpu_process_bytes() + tokenizer)
+    (pick(&phases, cpu_process_bytes() + tokenizer), work)
 }
 
 /// The dtype a breakdown was computed in.
@@ -932,6 +1002,28 @@ mod tests {
             bf16: false,
             speed: crate::estimate::device::Speed::NOT_MEASURED,
         }
+    }
+
+    #[test]
+    fn every_block_hook_of_every_family_has_a_bit() {
+        use crate::engine::families::{AttnDims, HookCatalog};
+        let attn = AttnDims {
+            heads: 4,
+            kv_heads: 2,
+            d_head: 8,
+        };
+        for family in [EngineFamily::Gpt2, EngineFamily::Bert, EngineFamily::Llama] {
+            for h in HookCatalog::for_family(family, 2, 32, attn, 64, true).build() {
+                if let Some(rest) = h.name.strip_prefix("blocks.1.") {
+                    assert!(BLOCK_SUFFIXES.contains(&rest), "{family:?}: {}", h.name);
+                }
+            }
+        }
+    }
+
+    fn forward_work(w: &Workload, e: u64) -> ForwardWork {
+        assert_eq!(e, 4, "the CPU computes in f32");
+        breakdown_and_work(w, &cpu()).1
     }
 
     #[test]

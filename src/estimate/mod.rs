@@ -45,13 +45,13 @@ pub struct Estimate {
 
 /// Estimates `w` on `device`.
 pub fn estimate(w: &Workload, device: &DeviceSpec) -> Estimate {
-    let breakdown = memory::breakdown(w, device);
+    let (breakdown, work) = memory::breakdown_and_work(w, device);
     Estimate {
         peak_bytes: breakdown.total(),
         breakdown,
         dtype: memory::compute_dtype(w, device),
         blocks_run: memory::blocks_run(w),
-        time: time::time(w, device),
+        time: time::time_with(w, device, work),
     }
 }
 

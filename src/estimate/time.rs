@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::device::{DeviceSpec, Speed};
-use super::memory::{blocks_run, compute_dtype, forward_work};
+use super::memory::{blocks_run, ForwardWork};
 use super::workload::{AnalysisKind, Workload};
 
 /// Floating-point operations of one batch.
@@ -48,11 +48,11 @@ pub struct TimeEstimate {
     pub tokens_per_second: f64,
 }
 
-/// The time estimate of `w` on `device`.
-pub fn time(w: &Workload, device: &DeviceSpec) -> TimeEstimate {
+/// The time estimate of `w` on `device`, given its forward pass's work (simulated with the
+/// memory estimate by [`super::memory::breakdown_and_work`]).
+pub fn time_with(w: &Workload, device: &DeviceSpec, work: ForwardWork) -> TimeEstimate {
     let flops = batch_flops(w);
     let speed = &device.speed;
-    let work = forward_work(w, compute_dtype(w, device).bytes());
     let mut forward = work.matmuls as f64 * speed.seconds_per_matmul
         + work.bytes_written as f64 * speed.seconds_per_byte;
     if w.analysis == AnalysisKind::Saliency {
@@ -200,6 +200,7 @@ pub fn cpu_calibration() -> Result<Calibration, CalibrationError> {
 mod tests {
     use super::*;
     use crate::estimate::device::DeviceId;
+    use crate::estimate::memory::breakdown_and_work;
     use crate::estimate::workload::{HookPlan, InputShape};
     use crate::models::registry;
 
@@ -246,20 +247,25 @@ mod tests {
             seconds_per_matmul: 0.0,
             seconds_per_byte: 0.0,
         };
-        let base = time(&w, &cpu(flops_only)).seconds_per_batch;
+        let time = |speed: Speed| {
+            let device = cpu(speed);
+            let (_, work) = breakdown_and_work(&w, &device);
+            time_with(&w, &device, work).seconds_per_batch
+        };
+        let base = time(flops_only);
         assert!((base - batch_flops(&w) / 1e11).abs() < 1e-12);
         let with_calls = Speed {
             seconds_per_matmul: 1e-3,
             ..flops_only
         };
-        let calls = time(&w, &cpu(with_calls)).seconds_per_batch - base;
+        let calls = time(with_calls) - base;
         assert!((calls - 12.0 * 6.0 * 1e-3).abs() < 1e-9, "{calls}");
         let with_bytes = Speed {
             seconds_per_byte: 1e-9,
             ..flops_only
         };
-        let bytes = time(&w, &cpu(with_bytes)).seconds_per_batch - base;
-        let written = forward_work(&w, 4).bytes_written as f64;
+        let bytes = time(with_bytes) - base;
+        let written = breakdown_and_work(&w, &cpu(flops_only)).1.bytes_written as f64;
         assert!((bytes - written * 1e-9).abs() < 1e-9, "{bytes}");
     }
 

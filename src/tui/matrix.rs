@@ -37,6 +37,24 @@ pub struct MatrixState {
     pub command: Option<String>,
     /// How long the last evaluation took.
     pub last_compute: Duration,
+    /// The devices `plan` was evaluated on (none before the first frame).
+    evaluated_on: Option<Vec<DeviceSpec>>,
+}
+
+/// Free memory has to move by this fraction of a device's total before the matrix is
+/// evaluated again.
+pub const REFRESH_FRACTION: f64 = 0.01;
+
+/// Whether the devices differ enough from the last evaluation's to evaluate again.
+fn moved(old: &[DeviceSpec], new: &[DeviceSpec]) -> bool {
+    old.len() != new.len()
+        || old.iter().zip(new).any(|(a, b)| {
+            a.id != b.id
+                || a.total_bytes != b.total_bytes
+                || a.speed != b.speed
+                || a.free_bytes.abs_diff(b.free_bytes) as f64
+                    > REFRESH_FRACTION * a.total_bytes as f64
+        })
 }
 
 impl MatrixState {
@@ -55,14 +73,38 @@ impl MatrixState {
             filtering: false,
             command: None,
             last_compute: Duration::ZERO,
+            evaluated_on: None,
         }
     }
 
-    /// Re-evaluates every cell with the free memory of `frame`.
+    /// Re-evaluates every cell with the free memory of `frame`, when it differs from the last
+    /// evaluation's: another set of devices, or a device whose free memory moved by more than
+    /// [`REFRESH_FRACTION`] of its total (an evaluation simulates thousands of forward passes;
+    /// a steady machine needs none).
     pub fn refresh(&mut self, frame: &Frame) {
-        let start = Instant::now();
         self.devices = devices_from_frame(frame, self.cpu_speed);
+        if self
+            .evaluated_on
+            .as_deref()
+            .is_some_and(|old| !moved(old, &self.devices))
+        {
+            // The verdicts stand; the free memory shown beside them is this frame's.
+            for dv in self
+                .plan
+                .cells
+                .iter_mut()
+                .flatten()
+                .flat_map(|c| &mut c.devices)
+            {
+                if let Some(d) = self.devices.iter().find(|d| d.id == dv.device) {
+                    dv.free_bytes = d.free_bytes;
+                }
+            }
+            return;
+        }
+        let start = Instant::now();
         self.plan = self.prepared.evaluate(&self.devices);
+        self.evaluated_on = Some(self.devices.clone());
         self.last_compute = start.elapsed();
     }
 
@@ -335,5 +377,37 @@ mod tests {
             app.matrix.plan.cells[llama8b][3].best,
             Verdict::NotSupported
         );
+    }
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::*;
+    use crate::estimate::device::DeviceId;
+
+    fn gpu(index: u32, free: u64) -> DeviceSpec {
+        DeviceSpec {
+            id: DeviceId::Cuda(index),
+            name: "GPU".into(),
+            total_bytes: 80_000_000_000,
+            free_bytes: free,
+            bf16: true,
+            speed: Speed::NOT_MEASURED,
+        }
+    }
+
+    #[test]
+    fn only_a_real_change_of_free_memory_or_devices_re_evaluates() {
+        let before = vec![gpu(0, 40_000_000_000), gpu(1, 10_000_000_000)];
+        // 500 MB is under 1% of 80 GB.
+        let small = vec![gpu(0, 40_500_000_000), gpu(1, 10_000_000_000)];
+        assert!(!moved(&before, &small));
+        // A job took 2 GB on GPU 1.
+        let job = vec![gpu(0, 40_000_000_000), gpu(1, 8_000_000_000)];
+        assert!(moved(&before, &job));
+        // A GPU fell off the bus.
+        assert!(moved(&before, &before[..1]));
+        let renumbered = vec![gpu(0, 40_000_000_000), gpu(2, 10_000_000_000)];
+        assert!(moved(&before, &renumbered));
     }
 }
