@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use neuronmap::engine::request::{Analysis, ExtractRequest};
-use neuronmap::estimate::{self, memory, time, DeviceId, DeviceSpec};
+use neuronmap::estimate::{self, memory, time, DeviceSpec};
 
 /// Counts live heap bytes and their peak.
 struct Counting;
@@ -265,14 +265,7 @@ fn main() {
     let work =
         std::env::temp_dir().join(format!("neuronmap-bench-estimate-{}", std::process::id()));
     let calibration = time::calibrate_cpu().expect("CPU calibration");
-    let cpu = DeviceSpec {
-        id: DeviceId::Cpu,
-        name: "CPU".into(),
-        total_bytes: u64::MAX / 4,
-        free_bytes: u64::MAX / 4,
-        bf16: false,
-        speed: calibration.speed,
-    };
+    let cpu = DeviceSpec::cpu(u64::MAX / 4, u64::MAX / 4, calibration.speed);
     // Long prompts, so every prompt is truncated to exactly --max-len tokens.
     let prompt =
         "the quick brown fox jumps over the lazy dog and keeps running far away ".repeat(40);

@@ -85,19 +85,21 @@ fn gpt2_fits_everywhere_and_exits_0_with_the_documented_keys() {
     assert!(env.state.path().join("calibration.json").is_file());
 }
 
+/// Llama-3.1-8B at batch 64 x 4096 tokens on the replayed trace's cuda:6: too big as asked.
+const TOO_BIG_ON_CUDA6: &[&str] = &[
+    "meta-llama/Llama-3.1-8B",
+    "--batch",
+    "64",
+    "--seq",
+    "4096",
+    "--device",
+    "cuda:6",
+];
+
 #[test]
 fn too_big_on_one_gpu_exits_1_and_names_the_fallback() {
     let env = Env::new();
-    let out = env.check(&[
-        "meta-llama/Llama-3.1-8B",
-        "--batch",
-        "64",
-        "--seq",
-        "4096",
-        "--device",
-        "cuda:6",
-        "--json",
-    ]);
+    let out = env.check(&[TOO_BIG_ON_CUDA6, &["--json"]].concat());
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
     let d = &v["devices"][0];
@@ -118,15 +120,7 @@ fn too_big_on_one_gpu_exits_1_and_names_the_fallback() {
 #[test]
 fn text_output_shows_the_breakdown_and_the_fallback() {
     let env = Env::new();
-    let out = env.check(&[
-        "meta-llama/Llama-3.1-8B",
-        "--batch",
-        "64",
-        "--seq",
-        "4096",
-        "--device",
-        "cuda:6",
-    ]);
+    let out = env.check(TOO_BIG_ON_CUDA6);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [

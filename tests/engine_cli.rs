@@ -31,6 +31,16 @@ fn extract(input: &Path, out: &Path, extra: &[&str]) -> Command {
     c
 }
 
+/// `dir/many.txt` with `n` numbered prompts of about 14 tokens.
+fn many_prompts(dir: &Path, n: usize) -> std::path::PathBuf {
+    let input = dir.join("many.txt");
+    let text: String = (0..n)
+        .map(|i| format!("prompt {i} about the quick brown fox and the lazy dog {i}\n"))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    input
+}
+
 #[test]
 fn exit_statuses_and_messages() {
     let tmp = tempfile::tempdir().unwrap();
@@ -78,11 +88,7 @@ fn exit_statuses_and_messages() {
 #[test]
 fn ctrl_c_finishes_the_shard_and_resume_completes_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("many.txt");
-    let text: String = (0..1500)
-        .map(|i| format!("prompt {i} about the quick brown fox and the lazy dog {i}\n"))
-        .collect();
-    std::fs::write(&input, text).unwrap();
+    let input = many_prompts(tmp.path(), 1500);
     let args = [
         "--hooks",
         "blocks.*.hook_resid_post",
@@ -239,11 +245,7 @@ fn a_full_disk_fails_clearly_keeps_whole_shards_and_resumes() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("many.txt");
-    let text: String = (0..400)
-        .map(|i| format!("prompt {i} about the quick brown fox and the lazy dog {i}\n"))
-        .collect();
-    std::fs::write(&input, text).unwrap();
+    let input = many_prompts(tmp.path(), 400);
     let args = ["--hooks", "blocks.*.mlp.hook_post", "--shard-mib", "1"];
     let out = disk.dir.path().join("out");
     let full = extract(&input, &out, &args).output().unwrap();

@@ -272,7 +272,7 @@ impl<'r> Prepared<'r> {
             order.sort_by_key(|&slot| ids[slot].len());
             let mut in_shard = 0usize;
             for slots in order.chunks(self.req.batch) {
-                let batch_ids: Vec<Vec<u32>> = slots.iter().map(|&s| ids[s].clone()).collect();
+                let batch_ids: Vec<&[u32]> = slots.iter().map(|&s| ids[s].as_slice()).collect();
                 let batch = make_batch(&batch_ids, &self.device)?;
                 let mut cap = Capture::new(&self.selection);
                 self.model.forward(
@@ -510,8 +510,8 @@ fn write_stats(dir: &Path, file: &StatsFile) -> Result<(), EngineError> {
 }
 
 /// Right-pads prompts into a `[B, S]` batch.
-fn make_batch(ids: &[Vec<u32>], device: &Device) -> Result<Batch, EngineError> {
-    let seq = ids.iter().map(Vec::len).max().unwrap_or(0);
+fn make_batch(ids: &[&[u32]], device: &Device) -> Result<Batch, EngineError> {
+    let seq = ids.iter().map(|p| p.len()).max().unwrap_or(0);
     let mut flat = Vec::with_capacity(ids.len() * seq);
     for p in ids {
         flat.extend_from_slice(p);
@@ -520,7 +520,7 @@ fn make_batch(ids: &[Vec<u32>], device: &Device) -> Result<Batch, EngineError> {
     Ok(Batch {
         ids: Tensor::from_vec(flat.clone(), (ids.len(), seq), device)?,
         host_ids: flat,
-        lens: ids.iter().map(Vec::len).collect(),
+        lens: ids.iter().map(|p| p.len()).collect(),
         seq,
     })
 }

@@ -75,6 +75,18 @@ impl Speed {
 }
 
 impl DeviceSpec {
+    /// The CPU, with its RAM (total and available now) and its calibrated speed.
+    pub fn cpu(total_bytes: u64, free_bytes: u64, speed: Speed) -> Self {
+        Self {
+            id: DeviceId::Cpu,
+            name: "CPU".to_string(),
+            total_bytes,
+            free_bytes,
+            bf16: false,
+            speed,
+        }
+    }
+
     /// Whether this is a GPU.
     pub fn is_gpu(&self) -> bool {
         matches!(self.id, DeviceId::Cuda(_))
@@ -156,14 +168,11 @@ fn compute_capability_at_least_8(cc: Option<&str>) -> bool {
 
 /// Every device of a frame: the CPU first, then each GPU that answered.
 pub fn devices_from_frame(frame: &Frame, cpu: Speed) -> Vec<DeviceSpec> {
-    let mut devices = vec![DeviceSpec {
-        id: DeviceId::Cpu,
-        name: "CPU".to_string(),
-        total_bytes: frame.host.memory_total_bytes,
-        free_bytes: frame.host.memory_available_bytes,
-        bf16: false,
-        speed: cpu,
-    }];
+    let mut devices = vec![DeviceSpec::cpu(
+        frame.host.memory_total_bytes,
+        frame.host.memory_available_bytes,
+        cpu,
+    )];
     if frame.driver.available {
         for (stat, sample) in frame.devices.iter().zip(&frame.gpus) {
             if sample.health != GpuHealth::Ok {

@@ -689,11 +689,18 @@ impl<'a> Forward<'a> {
     }
 }
 
-/// The forward pass of one batch: (peak above what was live before it, bytes the selected
-/// hooks keep alive after it, attention bytes at the peak, captured bytes at the peak).
-pub fn forward_peak(w: &Workload, e: u64) -> (u64, u64, u64, u64) {
+/// The forward pass of one batch, simulated: (peak above what was live before it, bytes the
+/// selected hooks keep alive after it, attention bytes at the peak, captured bytes at the
+/// peak), and its [`ForwardWork`].
+pub fn forward_peak(w: &Workload, e: u64) -> ((u64, u64, u64, u64), ForwardWork) {
     let sim = Forward::new(w, e).run();
-    (sim.peak, sim.pinned_live, sim.at_peak.0, sim.at_peak.1)
+    (
+        (sim.peak, sim.pinned_live, sim.at_peak.0, sim.at_peak.1),
+        ForwardWork {
+            matmuls: sim.matmuls,
+            bytes_written: sim.written_by_ops,
+        },
+    )
 }
 
 /// What one batch's forward pass does besides its FLOPs.
@@ -763,13 +770,7 @@ pub fn breakdown_and_work(w: &Workload, device: &DeviceSpec) -> (Breakdown, Forw
     let (b, s) = (w.batch, w.seq);
     let t = b * s;
     let (weights, weights_loading) = weight_bytes(w, e);
-    let sim = Forward::new(w, e).run();
-    let work = ForwardWork {
-        matmuls: sim.matmuls,
-        bytes_written: sim.written_by_ops,
-    };
-    let (fwd_peak, captures, fwd_attn, fwd_pinned) =
-        (sim.peak, sim.pinned_live, sim.at_peak.0, sim.at_peak.1);
+    let ((fwd_peak, captures, fwd_attn, fwd_pinned), work) = forward_peak(w, e);
     let fwd_other = fwd_peak - fwd_attn - fwd_pinned;
     let loading = Phase {
         loading: weights_loading - weights,
@@ -964,7 +965,6 @@ pub fn compute_dtype(w: &Workload, device: &DeviceSpec) -> DType {
 mod tests {
     use super::*;
     use crate::estimate::workload::{HookPlan, InputShape};
-    use crate::estimate::DeviceId;
     use crate::models::registry;
 
     fn workload(
@@ -994,14 +994,11 @@ mod tests {
     }
 
     fn cpu() -> DeviceSpec {
-        DeviceSpec {
-            id: DeviceId::Cpu,
-            name: "CPU".into(),
-            total_bytes: u64::MAX / 4,
-            free_bytes: u64::MAX / 4,
-            bf16: false,
-            speed: crate::estimate::device::Speed::NOT_MEASURED,
-        }
+        DeviceSpec::cpu(
+            u64::MAX / 4,
+            u64::MAX / 4,
+            crate::estimate::device::Speed::NOT_MEASURED,
+        )
     }
 
     #[test]
@@ -1022,8 +1019,7 @@ mod tests {
     }
 
     fn forward_work(w: &Workload, e: u64) -> ForwardWork {
-        assert_eq!(e, 4, "the CPU computes in f32");
-        breakdown_and_work(w, &cpu()).1
+        forward_peak(w, e).1
     }
 
     #[test]
@@ -1071,7 +1067,7 @@ mod tests {
             s,
             &["blocks.*.hook_resid_post"],
         );
-        let (_, _, attention, _) = forward_peak(&gpt2, 4);
+        let ((_, _, attention, _), _) = forward_peak(&gpt2, 4);
         assert_eq!(
             attention,
             3 * b * 12 * s * s * 4,
@@ -1084,7 +1080,7 @@ mod tests {
             512,
             &["blocks.*.hook_resid_post"],
         );
-        let (_, _, attention, _) = forward_peak(&bert, 4);
+        let ((_, _, attention, _), _) = forward_peak(&bert, 4);
         assert_eq!(attention, 2 * b * 12 * 512 * 512 * 4, "no mask: two");
     }
 
@@ -1097,7 +1093,7 @@ mod tests {
             64,
             &["blocks.*.hook_resid_post"],
         );
-        let (_, kept, _, _) = forward_peak(&w, 4);
+        let ((_, kept, _, _), _) = forward_peak(&w, 4);
         assert_eq!(kept, 12 * 2 * 64 * 768 * 4);
         // q is a view of the fused qkv output: selecting it keeps all of qkv alive.
         let w = workload(
@@ -1107,7 +1103,7 @@ mod tests {
             64,
             &["blocks.0.attn.hook_q"],
         );
-        let (_, kept, _, _) = forward_peak(&w, 4);
+        let ((_, kept, _, _), _) = forward_peak(&w, 4);
         assert_eq!(kept, 2 * 64 * 3 * 768 * 4);
     }
 

@@ -140,8 +140,10 @@ pub fn workload_for_request(req: &ExtractRequest) -> Result<Workload, EstimateEr
     let settings = CatalogueSettings::from_process(&ModelsConfig::default());
     let entry = resolve::describe_model(&req.model, None, &settings)?;
     let cap = req.max_len.map(|n| n as u64);
-    let seq = prompts::longest_prompt_tokens(&req.input, entry.local_path.as_deref())
-        .map(|n| cap.map_or(n, |c| n.min(c)))
+    let facts = prompts::input_facts(&req.input, entry.local_path.as_deref(), cap);
+    let seq = facts
+        .as_ref()
+        .map(|f| f.longest_tokens)
         .or(cap)
         .unwrap_or(DEFAULT_SEQ);
     let mut w = workload_for(
@@ -152,8 +154,8 @@ pub fn workload_for_request(req: &ExtractRequest) -> Result<Workload, EstimateEr
         parse_dtype(req.dtype.as_deref())?,
         &req.hooks,
     )?;
-    if let Some(input) = prompts::input_shape(&req.input, entry.local_path.as_deref(), cap) {
-        w.input = input;
+    if let Some(facts) = facts {
+        w.input = facts.shape;
     }
     Ok(w)
 }

@@ -199,7 +199,6 @@ pub fn cpu_calibration() -> Result<Calibration, CalibrationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::estimate::device::DeviceId;
     use crate::estimate::memory::breakdown_and_work;
     use crate::estimate::workload::{HookPlan, InputShape};
     use crate::models::registry;
@@ -229,14 +228,7 @@ mod tests {
     }
 
     fn cpu(speed: Speed) -> DeviceSpec {
-        DeviceSpec {
-            id: DeviceId::Cpu,
-            name: "CPU".into(),
-            total_bytes: u64::MAX / 4,
-            free_bytes: u64::MAX / 4,
-            bf16: false,
-            speed,
-        }
+        DeviceSpec::cpu(u64::MAX / 4, u64::MAX / 4, speed)
     }
 
     #[test]

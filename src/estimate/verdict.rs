@@ -307,14 +307,7 @@ mod tests {
     }
 
     fn cpu(free: u64) -> DeviceSpec {
-        DeviceSpec {
-            id: DeviceId::Cpu,
-            name: "CPU".to_string(),
-            total_bytes: free,
-            free_bytes: free,
-            bf16: false,
-            speed: crate::estimate::device::Speed::NOT_MEASURED,
-        }
+        DeviceSpec::cpu(free, free, crate::estimate::device::Speed::NOT_MEASURED)
     }
 
     fn llama7b(dtype: DType) -> Workload {
